@@ -1,0 +1,24 @@
+//! Orca's domain: what a job is, how its lifecycle moves, and what its events look like.
+//!
+//! This crate owns the vocabulary every other crate speaks: [`Job`], [`JobStatus`] and its one
+//! state machine ([`JobStatus::can_transition_to`], [`Job::transition`]), the validated request
+//! types ([`NewJob`], [`JobFilter`]) and the versioned event schema ([`AgentEvent`],
+//! [`EventRecord`]).
+//!
+//! **Invariant:** nothing here does I/O, reads the clock or the environment. Callers pass `now`.
+
+pub mod agent;
+pub mod event;
+pub mod filter;
+pub mod job;
+pub mod new_job;
+pub mod state;
+pub mod validation;
+
+pub use agent::AgentType;
+pub use event::{AgentEvent, EventId, EventRecord, EVENT_SCHEMA_VERSION};
+pub use filter::{JobFilter, JobPage};
+pub use job::{Job, JobConfig, JobId, Secret};
+pub use new_job::NewJob;
+pub use state::{IllegalTransition, JobStatus, StatusChange};
+pub use validation::{FieldError, ValidationErrors};
