@@ -1,0 +1,162 @@
+//! Server configuration: the spec's environment variables, their defaults, and validation.
+//!
+//! Every variable is read once at start-up into [`Config`]; a bad value stops the server with a
+//! message naming the variable. Nothing else in the server reads the environment.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which job store and event log to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// SQLite files in the data dir (DATABASE_URL unset, or a `sqlite:` URL).
+    Embedded { path: PathBuf },
+}
+
+/// Which scheduler runs workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerKind {
+    /// The worker binary as a child process of the server.
+    Local,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub data_dir: PathBuf,
+    pub store: StoreBackend,
+    pub scheduler: SchedulerKind,
+    /// Path of the `orca-worker` binary for the local scheduler.
+    pub worker_bin: Option<PathBuf>,
+    pub max_concurrent_jobs: usize,
+    /// How long a stopped worker gets between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads the given variables (the environment, or a test's map).
+    pub fn from_vars(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let get = |k: &str| env.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let bad = |var: &'static str, problem: &str| ConfigError {
+            var,
+            value: get(var).unwrap_or_default().to_owned(),
+            problem: problem.to_owned(),
+        };
+        let host = match get("HOST") {
+            None => IpAddr::from([0, 0, 0, 0]),
+            Some(h) if h == "localhost" => IpAddr::from([127, 0, 0, 1]),
+            Some(h) => h.parse().map_err(|_| bad("HOST", "must be an IP address such as 0.0.0.0 or 127.0.0.1"))?,
+        };
+        let port = match get("PORT") {
+            None => 3000,
+            Some(p) => p.parse().map_err(|_| bad("PORT", "must be a port number from 0 to 65535"))?,
+        };
+        let log_level = get("LOG_LEVEL").unwrap_or("info").to_owned();
+        if !["trace", "debug", "info", "warn", "error", "fatal", "silent"].contains(&log_level.as_str()) {
+            return Err(bad("LOG_LEVEL", "must be one of trace, debug, info, warn, error, fatal, silent"));
+        }
+        let log_format = match get("LOG_FORMAT") {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(bad("LOG_FORMAT", "must be text or json")),
+        };
+        let data_dir = match get("ORCA_DATA_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => default_data_dir().ok_or_else(|| bad("ORCA_DATA_DIR", "is unset and no home directory was found; set it"))?,
+        };
+        let store = match get("DATABASE_URL") {
+            None => StoreBackend::Embedded { path: data_dir.join("orca.db") },
+            Some(u) if u.starts_with("sqlite:") => {
+                let path = u.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                StoreBackend::Embedded { path: PathBuf::from(path) }
+            }
+            Some(_) => return Err(bad("DATABASE_URL", "only sqlite: URLs are supported by this build; unset it to use the embedded store")),
+        };
+        if get("REDIS_URL").is_some() {
+            return Err(bad("REDIS_URL", "Redis Streams are not supported by this build yet; unset it to use the embedded event log"));
+        }
+        let scheduler = match get("ORCA_SCHEDULER") {
+            None | Some("local") => SchedulerKind::Local,
+            Some("docker" | "k8s") => return Err(bad("ORCA_SCHEDULER", "docker and k8s are not available in this build yet; use local")),
+            Some(_) => return Err(bad("ORCA_SCHEDULER", "must be local, docker or k8s")),
+        };
+        let worker_bin = get("ORCA_WORKER_BIN").map(PathBuf::from);
+        let max_concurrent_jobs = match get("ORCA_MAX_CONCURRENT_JOBS") {
+            None => 4,
+            Some(n) => n.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| bad("ORCA_MAX_CONCURRENT_JOBS", "must be a whole number from 1 to 10000"))?,
+        };
+        let stop_grace = match get("ORCA_STOP_GRACE_SECONDS") {
+            None => Duration::from_secs(10),
+            Some(n) => Duration::from_secs(n.parse().ok().filter(|n| *n <= 3600).ok_or_else(|| bad("ORCA_STOP_GRACE_SECONDS", "must be a whole number from 0 to 3600"))?),
+        };
+        Ok(Config { host, port, log_level, log_format, data_dir, store, scheduler, worker_bin, max_concurrent_jobs, stop_grace })
+    }
+}
+
+/// `$XDG_DATA_HOME/orca`, usually `~/.local/share/orca`.
+fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_local_dir().map(|d| d.join("orca"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut env: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        env.entry("ORCA_DATA_DIR".into()).or_insert("/tmp/orca-test".into());
+        Config::from_vars(&env)
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!((c.port, c.host.to_string(), c.log_level.as_str()), (3000, "0.0.0.0".into(), "info"));
+        assert_eq!(c.store, StoreBackend::Embedded { path: "/tmp/orca-test/orca.db".into() });
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v) in [("PORT", "http"), ("HOST", "nowhere"), ("LOG_LEVEL", "loud"), ("ORCA_SCHEDULER", "nomad"), ("ORCA_MAX_CONCURRENT_JOBS", "0")] {
+            let e = cfg(&[(k, v)]).unwrap_err();
+            assert_eq!(e.var, k);
+            assert!(e.to_string().contains(k), "{e}");
+        }
+    }
+}
+
+impl Config {
+    /// The store's short name, for logs.
+    pub fn store_kind(&self) -> &'static str {
+        match self.store {
+            StoreBackend::Embedded { .. } => "sqlite",
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The event bus port: each job's ordered, persisted event stream with live fan-out.
+//!
+//! Adapters: [`embedded::EmbeddedEventLog`] (SQLite + in-process broadcast). Every adapter
+//! passes the same conformance suite (`tests/bus_conformance.rs`).
+//!
+//! **Invariant:** per job, ids are 1, 2, 3, ... in append order; [`EventBus::subscribe`]
+//! yields every event after `after` exactly once, in order, replay first and live after,
+//! and ends after the terminal status event.
+
+pub mod embedded;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use orca_core::{AgentEvent, EventId, EventRecord, JobId};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    #[error("event log data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A job's events: stored history first, then live, ending after the terminal status event.
+pub type EventStream = BoxStream<'static, Result<EventRecord, BusError>>;
+
+#[async_trait]
+pub trait EventBus: Send + Sync + 'static {
+    /// A short name for health reports: `embedded`, `redis`.
+    fn kind(&self) -> &'static str;
+
+    /// Appends one event, assigning the job's next id and the timestamp.
+    async fn append(&self, job: JobId, event: AgentEvent) -> Result<EventRecord, BusError>;
+
+    /// Stored events with id > `after`, at most `limit`, in order.
+    async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError>;
+
+    /// Every event with id > `after`: history, then live, with no gap and no duplicate.
+    async fn subscribe(&self, job: JobId, after: EventId) -> Result<EventStream, BusError>;
+
+    /// A cheap round trip, for health checks.
+    async fn ping(&self) -> Result<(), BusError>;
+}

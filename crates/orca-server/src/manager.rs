@@ -1,0 +1,383 @@
+//! The job manager: the one place that moves jobs through their lifecycle.
+//!
+//! It owns submission, cancel and retry (called by the API), the dispatcher (claims queued
+//! jobs while a slot is free), and one supervisor task per started job (starts the worker,
+//! pumps its output into the event bus, enforces the timeout, records the outcome).
+//!
+//! **Invariant:** every status change is computed by `Job::transition` and stored with a
+//! compare-and-set on the previous status; the event bus gets a `status` event for each.
+//! **Invariant:** a job's terminal `status` event is its last event. For a started job the
+//! supervisor writes it, after the worker's output is drained; for a job cancelled while
+//! queued, `cancel` writes it.
+
+use crate::events::EventBus;
+use crate::scheduler::{Scheduler, WorkerExit, WorkerSpec};
+use crate::store::{JobStore, StoreError};
+use futures::StreamExt;
+use orca_core::{AgentEvent, Job, JobFilter, JobId, JobPage, JobStatus, NewJob, StatusChange};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Worker exit code meaning "the worker's own hard timeout fired".
+pub const WORKER_EXIT_TIMEOUT: i32 = 124;
+/// Extra time the backend allows past `timeoutSeconds` before it stops a worker itself
+/// (the worker enforces the limit first; this catches a hung or lost worker).
+pub const BACKEND_TIMEOUT_MARGIN: Duration = Duration::from_secs(5);
+/// How long the supervisor waits for a worker's output to drain after it exits.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on compare-and-set retries when others move a job concurrently.
+const CAS_ATTEMPTS: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("no job with id {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] crate::events::BusError),
+}
+
+/// Tunables of the manager.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub max_concurrent_jobs: usize,
+    pub stop_grace: Duration,
+    pub log_level: String,
+}
+
+/// Why the supervisor stopped a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillReason {
+    Cancelled,
+    TimedOut,
+    Shutdown,
+}
+
+pub struct JobManager {
+    store: Arc<dyn JobStore>,
+    bus: Arc<dyn EventBus>,
+    scheduler: Arc<dyn Scheduler>,
+    config: ManagerConfig,
+    wake: Notify,
+    /// Cancel tokens of the jobs this process supervises.
+    supervised: Mutex<HashMap<JobId, CancellationToken>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl JobManager {
+    pub fn new(store: Arc<dyn JobStore>, bus: Arc<dyn EventBus>, scheduler: Arc<dyn Scheduler>, config: ManagerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            bus,
+            scheduler,
+            config,
+            wake: Notify::new(),
+            supervised: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.bus
+    }
+
+    pub fn scheduler(&self) -> &Arc<dyn Scheduler> {
+        &self.scheduler
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    pub async fn submit(&self, new: NewJob) -> Result<Job, ManagerError> {
+        let job = new.into_job(Self::now());
+        self.store.insert(&job).await?;
+        self.bus.append(job.id, AgentEvent::status(JobStatus::Queued, None, None)).await?;
+        tracing::info!(job_id = %job.id, agent = %job.agent_type, "job queued");
+        self.wake.notify_one();
+        Ok(job)
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<Job, ManagerError> {
+        self.store.get(id).await?.ok_or_else(|| ManagerError::NotFound(id.to_string()))
+    }
+
+    pub async fn list(&self, filter: &JobFilter) -> Result<JobPage, ManagerError> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    /// Cancels a job in any non-terminal state. Cancelling a cancelled job is a no-op.
+    pub async fn cancel(&self, id: JobId) -> Result<Job, ManagerError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let job = self.get(id).await?;
+            if job.status == JobStatus::Cancelled {
+                return Ok(job);
+            }
+            if job.status.is_terminal() {
+                return Err(ManagerError::Conflict(format!(
+                    "job {id} already finished ({}); only queued, scheduled or running jobs can be cancelled",
+                    job.status
+                )));
+            }
+            let change = StatusChange::to(JobStatus::Cancelled).with_reason("cancelled by user");
+            let next = job.transition(&change, Self::now()).expect("non-terminal jobs can be cancelled");
+            if !self.store.update_if_status(&next, job.status).await? {
+                continue; // moved under us; look again
+            }
+            tracing::info!(job_id = %id, from = %job.status, "job cancelled");
+            if job.status == JobStatus::Queued {
+                // No supervisor exists: this is the job's last event.
+                self.bus.append(id, AgentEvent::status(JobStatus::Cancelled, next.failure_reason.clone(), None)).await?;
+            } else if let Some(token) = self.supervised.lock().expect("poisoned").get(&id) {
+                token.cancel();
+            }
+            return Ok(next);
+        }
+        Err(ManagerError::Conflict(format!("job {id} is changing too fast; try again")))
+    }
+
+    /// Creates a new job from a finished one, linked by `retryOf`.
+    pub async fn retry(&self, id: JobId) -> Result<Job, ManagerError> {
+        let job = self.get(id).await?;
+        if !job.status.is_terminal() {
+            return Err(ManagerError::Conflict(format!("job {id} is still {}; only finished jobs can be retried", job.status)));
+        }
+        let new = job.retry(Self::now());
+        self.store.insert(&new).await?;
+        self.bus.append(new.id, AgentEvent::status(JobStatus::Queued, Some(format!("retry of {id}")), None)).await?;
+        tracing::info!(job_id = %new.id, retry_of = %id, "job queued (retry)");
+        self.wake.notify_one();
+        Ok(new)
+    }
+
+    /// Reconciles jobs a previous process left active, then dispatches until shutdown.
+    pub fn start(self: &Arc<Self>) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = this.recover().await {
+                tracing::error!("recovery at start-up failed: {e}");
+            }
+            this.dispatch_loop().await;
+        });
+    }
+
+    /// Stops dispatching, stops supervised workers (their jobs fail as interrupted) and waits.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait()).await.is_err() {
+            tracing::warn!("some jobs did not finish shutting down within {deadline:?}");
+        }
+    }
+
+    async fn recover(self: &Arc<Self>) -> Result<(), ManagerError> {
+        for job in self.store.active().await? {
+            match self.scheduler.adopt(&job).await {
+                Ok(Some(worker)) => {
+                    tracing::info!(job_id = %job.id, "re-adopted a running worker");
+                    self.clone().spawn_supervisor(job, Some(worker));
+                }
+                Ok(None) | Err(_) => {
+                    let reason = "worker lost: the backend restarted while the job was active";
+                    self.finish(job.id, StatusChange::to(JobStatus::Failed).with_reason(reason)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn active_count(&self) -> usize {
+        self.supervised.lock().expect("poisoned").len()
+    }
+
+    async fn dispatch_loop(self: &Arc<Self>) {
+        loop {
+            while self.active_count() < self.config.max_concurrent_jobs && !self.shutdown.is_cancelled() {
+                match self.store.claim_next(Self::now()).await {
+                    Ok(Some(job)) => self.clone().spawn_supervisor(job, None),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("cannot claim jobs: {e}");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    fn spawn_supervisor(self: Arc<Self>, job: Job, adopted: Option<crate::scheduler::StartedWorker>) {
+        let token = self.shutdown.child_token();
+        self.supervised.lock().expect("poisoned").insert(job.id, token.clone());
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let id = job.id;
+            if let Err(e) = this.supervise(job, adopted, token).await {
+                tracing::error!(job_id = %id, "supervisor failed: {e}");
+            }
+            this.supervised.lock().expect("poisoned").remove(&id);
+            this.wake.notify_one();
+        });
+    }
+
+    /// Runs one claimed job to its end.
+    async fn supervise(&self, job: Job, adopted: Option<crate::scheduler::StartedWorker>, cancel: CancellationToken) -> Result<(), ManagerError> {
+        let id = job.id;
+        let worker = match adopted {
+            Some(w) => w,
+            None => {
+                self.bus.append(id, AgentEvent::status(JobStatus::Scheduled, None, None)).await?;
+                if cancel.is_cancelled() {
+                    return self.finish(id, StatusChange::to(JobStatus::Cancelled)).await;
+                }
+                match self.scheduler.start(WorkerSpec::for_job(&job, &self.config.log_level)).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::warn!(job_id = %id, "{e}");
+                        return self.finish(id, StatusChange::to(JobStatus::Failed).with_reason(e.to_string())).await;
+                    }
+                }
+            }
+        };
+        if job.status == JobStatus::Scheduled {
+            let running = job.transition(&StatusChange::to(JobStatus::Running), Self::now()).expect("scheduled → running");
+            if self.store.update_if_status(&running, JobStatus::Scheduled).await? {
+                self.bus.append(id, AgentEvent::status(JobStatus::Running, None, None)).await?;
+            } else {
+                cancel.cancel(); // cancelled while starting
+            }
+        }
+        let pump = worker.output.map(|out| {
+            let bus = self.bus.clone();
+            tokio::spawn(async move { pump_output(bus, id, out).await })
+        });
+        let deadline = job.started_at.map_or(OffsetDateTime::now_utc(), |s| s)
+            + Duration::from_secs(job.timeout_seconds as u64)
+            + BACKEND_TIMEOUT_MARGIN;
+        let left = (deadline - OffsetDateTime::now_utc()).try_into().unwrap_or(Duration::ZERO);
+        let mut exit_fut = worker.exit;
+        let mut kill = None;
+        let exit = tokio::select! {
+            biased;
+            exit = &mut exit_fut => exit,
+            _ = cancel.cancelled() => {
+                kill = Some(if self.shutdown.is_cancelled() { KillReason::Shutdown } else { KillReason::Cancelled });
+                worker.control.stop(self.config.stop_grace).await;
+                exit_fut.await
+            }
+            _ = tokio::time::sleep(left) => {
+                kill = Some(KillReason::TimedOut);
+                worker.control.stop(self.config.stop_grace).await;
+                exit_fut.await
+            }
+        };
+        if let Some(pump) = pump {
+            if tokio::time::timeout(DRAIN_TIMEOUT, pump).await.is_err() {
+                tracing::warn!(job_id = %id, "worker output did not close within {DRAIN_TIMEOUT:?} of its exit");
+            }
+        }
+        let change = outcome(&job, kill, &exit);
+        tracing::info!(job_id = %id, %exit, status = ?change.to, "worker ended");
+        self.finish(id, change).await
+    }
+
+    /// Records a job's end (unless someone, e.g. cancel, already did) and writes its final
+    /// status event, which reflects what is stored.
+    async fn finish(&self, id: JobId, change: StatusChange) -> Result<(), ManagerError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let job = self.get(id).await?;
+            if job.status.is_terminal() {
+                self.bus.append(id, AgentEvent::status(job.status, job.failure_reason, job.exit_code)).await?;
+                return Ok(());
+            }
+            let next = match job.transition(&change, Self::now()) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(job_id = %id, "{e}; failing the job instead");
+                    job.transition(&StatusChange::to(JobStatus::Failed).with_reason(e.to_string()), Self::now()).expect("active → failed")
+                }
+            };
+            if self.store.update_if_status(&next, job.status).await? {
+                self.bus.append(id, AgentEvent::status(next.status, next.failure_reason, next.exit_code)).await?;
+                return Ok(());
+            }
+        }
+        Err(ManagerError::Conflict(format!("job {id} could not be finished: it kept changing")))
+    }
+}
+
+/// Turns the way a worker ended into the job's final status change.
+fn outcome(job: &Job, kill: Option<KillReason>, exit: &WorkerExit) -> StatusChange {
+    let code = match exit {
+        WorkerExit::Exited(c) => Some(*c),
+        _ => None,
+    };
+    let change = match kill {
+        Some(KillReason::Cancelled) => StatusChange::to(JobStatus::Cancelled).with_reason("cancelled by user"),
+        Some(KillReason::TimedOut) => StatusChange::to(JobStatus::TimedOut)
+            .with_reason(format!("exceeded timeoutSeconds={} and was stopped by the backend", job.timeout_seconds)),
+        Some(KillReason::Shutdown) => StatusChange::to(JobStatus::Failed).with_reason("interrupted: the Orca server shut down while the job ran"),
+        None => match exit {
+            WorkerExit::Exited(0) => StatusChange::to(JobStatus::Succeeded),
+            WorkerExit::Exited(WORKER_EXIT_TIMEOUT) => {
+                StatusChange::to(JobStatus::TimedOut).with_reason(format!("exceeded timeoutSeconds={}", job.timeout_seconds))
+            }
+            other => StatusChange::to(JobStatus::Failed).with_reason(other.to_string()),
+        },
+    };
+    change.with_exit_code(code)
+}
+
+/// Copies a worker's event lines into the bus. Workers may not write `status` events: those
+/// are the backend's, so one coming from a worker is kept as `raw`.
+async fn pump_output(bus: Arc<dyn EventBus>, id: JobId, mut out: futures::stream::BoxStream<'static, String>) {
+    while let Some(line) = out.next().await {
+        let event = match AgentEvent::from_json_line(&line) {
+            AgentEvent::Status { .. } => AgentEvent::Raw { source: Some("worker".into()), data: serde_json::Value::String(line) },
+            e => e,
+        };
+        if let Err(e) = bus.append(id, event).await {
+            tracing::error!(job_id = %id, "dropping worker event: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        NewJob::parse(&serde_json::json!({"prompt": "p", "timeoutSeconds": 7})).unwrap().into_job(OffsetDateTime::now_utc())
+    }
+
+    #[test]
+    fn outcomes() {
+        let j = job();
+        assert_eq!(outcome(&j, None, &WorkerExit::Exited(0)).to, Some(JobStatus::Succeeded));
+        let f = outcome(&j, None, &WorkerExit::Exited(3));
+        assert_eq!((f.to, f.exit_code, f.reason.as_deref()), (Some(JobStatus::Failed), Some(3), Some("worker exited with status 3")));
+        let k = outcome(&j, None, &WorkerExit::Signaled(9));
+        assert_eq!(k.reason.as_deref(), Some("worker was killed by signal 9 (SIGKILL)"));
+        assert_eq!(outcome(&j, None, &WorkerExit::Exited(124)).to, Some(JobStatus::TimedOut));
+        assert_eq!(outcome(&j, Some(KillReason::Cancelled), &WorkerExit::Exited(143)).to, Some(JobStatus::Cancelled));
+        assert_eq!(outcome(&j, Some(KillReason::TimedOut), &WorkerExit::Signaled(9)).to, Some(JobStatus::TimedOut));
+    }
+}

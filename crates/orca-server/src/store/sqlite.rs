@@ -1,0 +1,177 @@
+//! The embedded job store: one SQLite file (WAL) in the data dir.
+//!
+//! Layout: table `jobs` keeps the job as JSON in `body` (the public fields), the git token in
+//! its own column (never part of `body`), and copies of the columns the list filters use.
+//! Migrations live in `migrations/sqlite/` and run at start-up.
+//!
+//! Durability: WAL with `synchronous = NORMAL` survives a killed process (kill -9); a power
+//! loss may drop the last commits.
+
+use super::{JobStore, StoreError};
+use async_trait::async_trait;
+use orca_core::{Job, JobFilter, JobId, JobPage, JobStatus, Secret, StatusChange};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+pub struct SqliteJobStore {
+    pool: SqlitePool,
+}
+
+/// Opens (creating if needed) a WAL-mode SQLite database with sane pool settings.
+pub async fn open_pool(path: &Path) -> Result<SqlitePool, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(unavailable)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(unavailable)
+}
+
+impl SqliteJobStore {
+    /// Opens the database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let pool = open_pool(path).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
+        let body: String = row.get("body");
+        let mut job: Job = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("job body: {e}")))?;
+        let token: Option<String> = row.get("git_token");
+        job.config.git_token = token.map(Secret::new);
+        Ok(job)
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+fn body(job: &Job) -> Result<String, StoreError> {
+    serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &JobFilter) {
+    q.push(" WHERE 1=1");
+    if !f.status.is_empty() {
+        q.push(" AND status IN (");
+        let mut sep = q.separated(", ");
+        for s in &f.status {
+            sep.push_bind(s.as_str());
+        }
+        q.push(")");
+    }
+    if let Some(a) = &f.agent_type {
+        q.push(" AND agent_type = ").push_bind(a.as_str().to_owned());
+    }
+    if let Some(r) = &f.repo_url {
+        q.push(" AND repo_url = ").push_bind(r.clone());
+    }
+    if let Some(s) = f.since {
+        q.push(" AND created_at >= ").push_bind(micros(s));
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteJobStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO jobs (id, status, agent_type, repo_url, created_at, body, git_token) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job.id.to_string())
+        .bind(job.status.as_str())
+        .bind(job.agent_type.as_str())
+        .bind(job.repo_url.as_deref())
+        .bind(micros(job.created_at))
+        .bind(body(job)?)
+        .bind(job.config.git_token.as_ref().map(|t| t.expose().to_owned()))
+        .execute(&self.pool)
+        .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate(job.id)),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT body, git_token FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(Self::decode).transpose()
+    }
+
+    async fn list(&self, f: &JobFilter) -> Result<JobPage, StoreError> {
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
+        push_filters(&mut count, f);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await.map_err(unavailable)?;
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT body, git_token FROM jobs");
+        push_filters(&mut q, f);
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(f.limit as i64);
+        q.push(" OFFSET ").push_bind(f.offset as i64);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(unavailable)?;
+        let jobs = rows.iter().map(Self::decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(JobPage { jobs, total: total as u64, limit: f.limit, offset: f.offset })
+    }
+
+    async fn update_if_status(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE jobs SET status = ?, body = ? WHERE id = ? AND status = ?")
+            .bind(job.status.as_str())
+            .bind(body(job)?)
+            .bind(job.id.to_string())
+            .bind(expected.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Job>, StoreError> {
+        // Bounded: each failed compare-and-set means another claimer won that job.
+        for _ in 0..32 {
+            let row = sqlx::query("SELECT body, git_token FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            let Some(row) = row else { return Ok(None) };
+            let job = Self::decode(&row)?;
+            let next = job.transition(&StatusChange::to(JobStatus::Scheduled), now).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if self.update_if_status(&next, JobStatus::Queued).await? {
+                return Ok(Some(next));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn active(&self) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query("SELECT body, git_token FROM jobs WHERE status IN ('scheduled', 'running') ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(Self::decode).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+}
