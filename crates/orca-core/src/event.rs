@@ -66,7 +66,8 @@ pub enum AgentEvent {
     Thinking { text: String },
     /// The agent called a tool.
     ToolCall {
-        id: String,
+        /// The agent's id for this call (named so it cannot clash with the record's `id`).
+        tool_call_id: String,
         name: String,
         #[serde(default)]
         input: Value,
@@ -177,7 +178,7 @@ mod tests {
             AgentEvent::Session { session_id: Some("s".into()), model: None },
             AgentEvent::Text { text: "hi".into() },
             AgentEvent::Thinking { text: "hmm".into() },
-            AgentEvent::ToolCall { id: "t1".into(), name: "Bash".into(), input: json!({"command": "ls"}) },
+            AgentEvent::ToolCall { tool_call_id: "t1".into(), name: "Bash".into(), input: json!({"command": "ls"}) },
             AgentEvent::ToolResult { tool_call_id: "t1".into(), output: json!("ok"), is_error: false },
             AgentEvent::Usage(Usage { input_tokens: 1, output_tokens: 2, cost_usd: Some(0.5), ..Default::default() }),
             AgentEvent::Warning { message: "w".into() },
@@ -219,6 +220,10 @@ mod tests {
         assert_eq!(v["timestamp"], "2026-12-04T10:00:00Z");
         let back: EventRecord = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
+        // No event field may shadow a record field.
+        let call = EventRecord { event: AgentEvent::ToolCall { tool_call_id: "c".into(), name: "n".into(), input: json!({}) }, ..r };
+        let v = serde_json::to_value(&call).unwrap();
+        assert_eq!((v["id"].as_u64(), v["toolCallId"].as_str()), (Some(7), Some("c")));
     }
 
     #[test]

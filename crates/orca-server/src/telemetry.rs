@@ -18,7 +18,11 @@ pub fn init(level: &str, format: LogFormat) {
         let l = directive(level);
         EnvFilter::new(format!("warn,orca_server={l},orca_cli={l},tower_http={}", if l == "trace" { "debug" } else { "warn" }))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()));
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

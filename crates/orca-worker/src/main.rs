@@ -1,1 +1,23 @@
-fn main() {}
+//! `orca-worker`: runs one job inside its sandbox and streams what happens as NDJSON events.
+//!
+//! The backend starts this binary with the job in its environment (see [`orca_worker::env`])
+//! and reads one [`orca_core::AgentEvent`] per line from stdout; logs go to stderr.
+//!
+//! Exit codes:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0    | the agent finished and reported success |
+//! | 1    | the agent failed (or is not available in this worker) |
+//! | 2    | bad environment: a required variable is missing or a value is invalid |
+//! | 3    | `git clone` of `REPO_URL` failed |
+//! | 124  | hard timeout: `TIMEOUT_SECONDS` elapsed |
+//! | 130  | stopped by SIGINT |
+//! | 141  | nobody reads the events any more (the backend went away) |
+//! | 143  | stopped by SIGTERM |
+//!
+//! The echo agent may also exit with the code its job asked for (`echoExitCode`).
+
+fn main() {
+    std::process::exit(orca_worker::main_entry());
+}

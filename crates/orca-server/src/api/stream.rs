@@ -3,6 +3,7 @@
 use super::{AppState, parse_id};
 use crate::api::ApiError;
 use axum::Json;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
@@ -48,11 +49,12 @@ pub async fn websocket(
     State(s): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let from = parse_from_id(&query_params(q.as_deref())?)?;
     s.manager.get(id).await?; // 404 before the upgrade
+    let ws = ws.map_err(|e| ApiError::BadRequest(format!("this route streams over WebSocket: {}", e.body_text())))?;
     Ok(ws.on_upgrade(move |socket| follow(s, id, from, socket)))
 }
 

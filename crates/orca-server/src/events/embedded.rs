@@ -67,6 +67,15 @@ impl Inner {
         }
     }
 
+    async fn last(&self, job: JobId) -> Result<Option<EventRecord>, BusError> {
+        let row = sqlx::query("SELECT id, ts, body FROM events WHERE job_id = ? ORDER BY id DESC LIMIT 1")
+            .bind(job.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(|r| decode(job, r)).transpose()
+    }
+
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError> {
         let rows = sqlx::query("SELECT id, ts, body FROM events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?")
             .bind(job.to_string())
@@ -109,7 +118,10 @@ impl EventBus for EmbeddedEventLog {
                 max.unwrap_or(0) as EventId
             }
         };
-        let record = EventRecord { id: prev + 1, job_id: job, timestamp: OffsetDateTime::now_utc(), v: EVENT_SCHEMA_VERSION, event };
+        // Stored with microsecond precision; live copies must carry the very same value.
+        let now = OffsetDateTime::now_utc();
+        let timestamp = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).expect("valid nanosecond");
+        let record = EventRecord { id: prev + 1, job_id: job, timestamp, v: EVENT_SCHEMA_VERSION, event };
         let body = serde_json::to_string(&record.event).map_err(|e| BusError::Corrupt(e.to_string()))?;
         sqlx::query("INSERT INTO events (job_id, id, ts, body) VALUES (?, ?, ?, ?)")
             .bind(job.to_string())
@@ -163,6 +175,12 @@ fn follow(
     async_stream::try_stream! {
         let mut guard = Release(inner.clone(), job, Some(rx));
         let mut sent = after;
+        // A finished job's stream has nothing after its terminal event: end at once.
+        if let Some(last) = inner.last(job).await? {
+            if last.event.is_terminal() && last.id <= after {
+                return;
+            }
+        }
         'outer: loop {
             // Replay (and catch up after lagging) from disk.
             loop {
