@@ -44,6 +44,8 @@ pub struct Config {
     pub max_concurrent_jobs: usize,
     /// How long a stopped worker gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
+    /// Webhook signing, targets and retries.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 /// A configuration problem, naming the variable.
@@ -116,8 +118,38 @@ impl Config {
             None => Duration::from_secs(10),
             Some(n) => Duration::from_secs(n.parse().ok().filter(|n| *n <= 3600).ok_or_else(|| bad("ORCA_STOP_GRACE_SECONDS", "must be a whole number from 0 to 3600"))?),
         };
-        Ok(Config { host, port, log_level, log_format, data_dir, store, scheduler, worker_bin, max_concurrent_jobs, stop_grace })
+        let webhooks = webhook_config(&get, &bad)?;
+        Ok(Config { host, port, log_level, log_format, data_dir, store, scheduler, worker_bin, max_concurrent_jobs, stop_grace, webhooks })
     }
+}
+
+fn webhook_config<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    bad: &impl Fn(&'static str, &str) -> ConfigError,
+) -> Result<crate::webhooks::WebhookConfig, ConfigError> {
+    let mut w = crate::webhooks::WebhookConfig::default();
+    // The secret is never echoed back in an error.
+    w.secret = get("ORCA_WEBHOOK_SECRET").map(orca_core::Secret::new);
+    w.allow_private = match get("ORCA_WEBHOOK_ALLOW_PRIVATE") {
+        None | Some("false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(_) => return Err(bad("ORCA_WEBHOOK_ALLOW_PRIVATE", "must be true or false")),
+    };
+    if let Some(n) = get("ORCA_WEBHOOK_MAX_ATTEMPTS") {
+        w.policy.max_attempts =
+            n.parse().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| bad("ORCA_WEBHOOK_MAX_ATTEMPTS", "must be a whole number from 1 to 100"))?;
+    }
+    if let Some(n) = get("ORCA_WEBHOOK_TIMEOUT_SECONDS") {
+        w.timeout = Duration::from_secs(
+            n.parse().ok().filter(|n| (1..=300).contains(n)).ok_or_else(|| bad("ORCA_WEBHOOK_TIMEOUT_SECONDS", "must be a whole number from 1 to 300"))?,
+        );
+    }
+    if let Some(n) = get("ORCA_WEBHOOK_INITIAL_DELAY_MS") {
+        w.policy.initial_delay = Duration::from_millis(
+            n.parse().ok().filter(|n| (1..=600_000).contains(n)).ok_or_else(|| bad("ORCA_WEBHOOK_INITIAL_DELAY_MS", "must be a whole number from 1 to 600000"))?,
+        );
+    }
+    Ok(w)
 }
 
 /// `$XDG_DATA_HOME/orca`, usually `~/.local/share/orca`.

@@ -15,6 +15,7 @@ pub mod manager;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 use crate::config::{Config, SchedulerKind, StoreBackend};
 use crate::events::EventBus;
@@ -43,12 +44,15 @@ impl Server {
     pub async fn start(config: &Config) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data dir {} (ORCA_DATA_DIR)", config.data_dir.display()))?;
-        let (store, bus): (Arc<dyn JobStore>, Arc<dyn EventBus>) = match &config.store {
+        // One TLS provider for every client in the process (webhooks, agents' model endpoints).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (store, bus, deliveries): (Arc<dyn JobStore>, Arc<dyn EventBus>, Arc<dyn webhooks::store::DeliveryStore>) = match &config.store {
             StoreBackend::Embedded { path } => {
                 let store = store::sqlite::SqliteJobStore::open(path).await.context("opening the job store")?;
+                let deliveries = webhooks::sqlite::SqliteDeliveryStore::new(store.pool());
                 let events_path = path.with_file_name("events.db");
                 let bus = events::embedded::EmbeddedEventLog::open(&events_path).await.context("opening the event log")?;
-                (Arc::new(store), Arc::new(bus))
+                (Arc::new(store), Arc::new(bus), Arc::new(deliveries))
             }
         };
         let scheduler: Arc<dyn Scheduler> = match config.scheduler {
@@ -64,9 +68,12 @@ impl Server {
                 log_level: config.log_level.clone(),
             },
         );
+        let hooks = webhooks::Webhooks::new(deliveries, config.webhooks.clone())?;
+        manager.set_webhooks(hooks.clone());
         manager.start();
         let shutdown = CancellationToken::new();
-        let app = api::router(api::AppState { manager: manager.clone(), shutdown: shutdown.clone() });
+        hooks.start(shutdown.clone());
+        let app = api::router(api::AppState { manager: manager.clone(), webhooks: hooks, shutdown: shutdown.clone() });
         let listener = tokio::net::TcpListener::bind((config.host, config.port))
             .await
             .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", config.host, config.port))?;

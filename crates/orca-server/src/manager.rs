@@ -71,6 +71,8 @@ pub struct JobManager {
     supervised: Mutex<HashMap<JobId, CancellationToken>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Notified when a job starts or ends (set once at start-up).
+    webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
 }
 
 impl JobManager {
@@ -84,7 +86,23 @@ impl JobManager {
             supervised: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            webhooks: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sends webhooks for jobs that ask for them.
+    pub fn set_webhooks(&self, webhooks: Arc<crate::webhooks::Webhooks>) {
+        let _ = self.webhooks.set(webhooks);
+    }
+
+    /// Tells the webhook sender about a job's new status. A failure is logged, not fatal: the
+    /// job's own state is already stored.
+    async fn notify(&self, job: &Job) {
+        if let Some(w) = self.webhooks.get() {
+            if let Err(e) = w.job_changed(job).await {
+                tracing::warn!(job_id = %job.id, "cannot queue webhook: {e}");
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn JobStore> {
@@ -142,6 +160,7 @@ impl JobManager {
             if job.status == JobStatus::Queued {
                 // No supervisor exists: this is the job's last event.
                 self.bus.append(id, AgentEvent::status(JobStatus::Cancelled, next.failure_reason.clone(), None)).await?;
+                self.notify(&next).await;
             } else if let Some(token) = self.supervised.lock().expect("poisoned").get(&id) {
                 token.cancel();
             }
@@ -261,6 +280,7 @@ impl JobManager {
             let running = job.transition(&StatusChange::to(JobStatus::Running), Self::now()).expect("scheduled → running");
             if self.store.update_if_status(&running, JobStatus::Scheduled).await? {
                 self.bus.append(id, AgentEvent::status(JobStatus::Running, None, None)).await?;
+                self.notify(&running).await;
             } else {
                 cancel.cancel(); // cancelled while starting
             }
@@ -305,7 +325,8 @@ impl JobManager {
         for _ in 0..CAS_ATTEMPTS {
             let job = self.get(id).await?;
             if job.status.is_terminal() {
-                self.bus.append(id, AgentEvent::status(job.status, job.failure_reason, job.exit_code)).await?;
+                self.bus.append(id, AgentEvent::status(job.status, job.failure_reason.clone(), job.exit_code)).await?;
+                self.notify(&job).await;
                 return Ok(());
             }
             let next = match job.transition(&change, Self::now()) {
@@ -316,7 +337,8 @@ impl JobManager {
                 }
             };
             if self.store.update_if_status(&next, job.status).await? {
-                self.bus.append(id, AgentEvent::status(next.status, next.failure_reason, next.exit_code)).await?;
+                self.bus.append(id, AgentEvent::status(next.status, next.failure_reason.clone(), next.exit_code)).await?;
+                self.notify(&next).await;
                 return Ok(());
             }
         }

@@ -18,6 +18,10 @@ pub async fn submit(State(s): State<AppState>, body: Result<Bytes, BytesRejectio
     let value: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
     let new = NewJob::parse(&value).map_err(ApiError::Validation)?;
+    if let Some(url) = &new.webhook_url {
+        crate::webhooks::target::check_url(url, s.webhooks.allow_private())
+            .map_err(|m| ApiError::Validation(orca_core::ValidationErrors::single("webhookUrl", m)))?;
+    }
     let job = s.manager.submit(new).await?;
     let location = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(job)))
@@ -42,4 +46,21 @@ pub async fn retry(State(s): State<AppState>, Path(id): Path<String>) -> Result<
     let job = s.manager.retry(parse_id(&id)?).await?;
     let location = format!("/api/v1/jobs/{}", job.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(job)))
+}
+
+/// `GET /api/v1/jobs/:id/webhooks`: every delivery for the job with its attempts.
+pub async fn webhooks(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    s.manager.get(id).await?;
+    let deliveries = s.webhooks.store().for_job(id).await.map_err(crate::manager::ManagerError::from)?;
+    let list: Vec<serde_json::Value> = deliveries
+        .into_iter()
+        .map(|(d, attempts)| {
+            let mut v = serde_json::to_value(&d).unwrap_or_default();
+            v["attempts"] = serde_json::json!(attempts);
+            v["attemptCount"] = serde_json::json!(d.attempts);
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "deliveries": list })))
 }

@@ -24,6 +24,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub manager: Arc<JobManager>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Cancelled when the server shuts down, so streams close cleanly.
     pub shutdown: CancellationToken,
 }
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/events", get(stream::history))
+        .route("/api/v1/jobs/{id}/webhooks", get(jobs::webhooks))
         .route("/api/v1/jobs/{id}/stream", get(stream::websocket))
         .route("/api/v1/health", get(health::health))
         .fallback(|| async { ApiError::NotFound("no such route; see docs/API.md".into()) })

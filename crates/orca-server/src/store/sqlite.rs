@@ -44,6 +44,11 @@ impl SqliteJobStore {
         Ok(Self { pool })
     }
 
+    /// The pool, for other tables in the same database (webhook deliveries).
+    pub fn pool(&self) -> SqlitePool {
+        self.pool.clone()
+    }
+
     fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<Job, StoreError> {
         let body: String = row.get("body");
         let mut job: Job = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("job body: {e}")))?;
