@@ -22,3 +22,12 @@ echo "==> cargo build --workspace --bins" >&2
 cargo build --workspace --bins --locked
 echo "==> cargo test --workspace" >&2
 cargo test --workspace --locked -- --test-threads="${ORCA_TEST_THREADS:-4}"
+# The server's API, lifecycle and webhook suites once more, on PostgreSQL + Redis (issue #5):
+# the same tests prove the same behaviour on both stacks. With CI=true a missing engine fails.
+if [ -n "${ORCA_TEST_DATABASE_URL:-}" ] && [ -n "${ORCA_TEST_REDIS_URL:-}" ] || [ "${CI:-}" = true ]; then
+  echo "==> cargo test -p orca-server (api, lifecycle, webhooks) with ORCA_TEST_BACKENDS=postgres-redis" >&2
+  ORCA_TEST_BACKENDS=postgres-redis cargo test -p orca-server --locked --test api --test lifecycle --test webhooks \
+    -- --test-threads="${ORCA_TEST_THREADS:-4}"
+else
+  echo "!!!!! SKIPPED: the API/lifecycle suites on PostgreSQL + Redis (ORCA_TEST_DATABASE_URL / ORCA_TEST_REDIS_URL unset)" >&2
+fi

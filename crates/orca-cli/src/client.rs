@@ -180,6 +180,11 @@ impl Client {
         self.call(Method::POST, endpoint(&self.base, &format!("/api/v1/jobs/{id}/retry")), None).await
     }
 
+    /// `GET /api/v1/jobs/:id/diff`: what the job changed.
+    pub async fn diff(&self, id: Uuid) -> Result<orca_core::Changes, ClientError> {
+        self.call(Method::GET, endpoint(&self.base, &format!("/api/v1/jobs/{id}/diff")), None).await
+    }
+
     /// `GET /api/v1/jobs?…`.
     pub async fn list(&self, q: &ListQuery) -> Result<JobList, ClientError> {
         let mut url = endpoint(&self.base, "/api/v1/jobs");

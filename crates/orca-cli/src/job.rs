@@ -3,7 +3,7 @@
 
 use crate::client::{Client, ClientError, ListQuery};
 use crate::stream::{self, FollowOptions, Followed};
-use crate::{IdArgs, JobCommand, ListArgs, LogsArgs, SubmitArgs, UsageError, exit_code, render};
+use crate::{DiffArgs, IdArgs, JobCommand, ListArgs, LogsArgs, SubmitArgs, UsageError, exit_code, render};
 use orca_core::JobStatus;
 use reqwest::Url;
 use serde::Serialize;
@@ -23,6 +23,7 @@ pub async fn run(api: &Url, cmd: &JobCommand) -> anyhow::Result<u8> {
         JobCommand::Cancel(args) => cancel(&client, args).await,
         JobCommand::Retry(args) => retry(&client, args).await,
         JobCommand::List(args) => list(&client, args).await,
+        JobCommand::Diff(args) => diff(&client, args).await,
     }
 }
 
@@ -164,6 +165,25 @@ async fn list(client: &Client, args: &ListArgs) -> anyhow::Result<u8> {
         print_json(&page, true)?;
     } else {
         print(&render::job_table(&page, stdout_color()))?;
+    }
+    Ok(exit_code::OK)
+}
+
+/// `orca job diff`: the patch as recorded (pipe it to `git apply`), the file list, or JSON.
+async fn diff(client: &Client, args: &DiffArgs) -> anyhow::Result<u8> {
+    let changes = client.diff(args.id).await?;
+    if args.json {
+        print_json(&changes, true)?;
+    } else if args.stat {
+        print(&render::diff_stat(&changes, stdout_color()))?;
+    } else {
+        print(&changes.patch)?;
+        if changes.files.is_empty() {
+            eprintln!("job {} changed nothing", args.id);
+        }
+    }
+    if changes.truncated {
+        eprintln!("note: the recorded diff was cut at its size limit ({} bytes in all)", changes.patch_bytes);
     }
     Ok(exit_code::OK)
 }

@@ -14,7 +14,9 @@
 //! | 4 | the server answered with an error (4xx/5xx) |
 //! | 5 | unexpected protocol error (an answer the CLI does not understand) |
 
+mod auth;
 mod client;
+mod dev;
 mod job;
 mod render;
 mod serve;
@@ -59,9 +61,30 @@ pub enum Command {
     Dev(DevArgs),
     /// Run the Orca backend (API server and scheduler).
     Server(ServerArgs),
+    /// Apply the job store's schema migrations (PostgreSQL at DATABASE_URL) and exit.
+    Migrate(MigrateArgs),
     /// Submit, inspect, follow, cancel, retry and list jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Log Claude Code in for the worker containers (keeps the session in a Docker volume).
+    Auth(AuthArgs),
+}
+
+/// Options of `orca auth`.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// Show whether the volume holds a login, without logging in (exit 1 when it does not).
+    #[arg(long, conflicts_with = "logout")]
+    pub status: bool,
+    /// Remove the stored login (the volume).
+    #[arg(long)]
+    pub logout: bool,
+    /// The Docker volume holding the login.
+    #[arg(long, env = "ORCA_CLAUDE_CREDS_VOLUME", default_value = "orca-claude-creds")]
+    pub volume: String,
+    /// The worker image to run Claude Code from.
+    #[arg(long, env = "WORKER_IMAGE", default_value = "orca-worker:latest")]
+    pub image: String,
 }
 
 /// Options of `orca dev`.
@@ -76,6 +99,21 @@ pub struct DevArgs {
     /// Directory for the local database and job workspaces (default: a per-user data directory).
     #[arg(long, env = "ORCA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Also start PostgreSQL and Redis from the compose file (images pulled from a registry)
+    /// and use them; stopped again on exit.
+    #[arg(long)]
+    pub compose: bool,
+    /// The compose file for --compose.
+    #[arg(long, value_name = "FILE", default_value = "docker/docker-compose.yml", requires = "compose")]
+    pub compose_file: PathBuf,
+}
+
+/// Options of `orca migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Database connection string (postgresql://…; unset: the embedded SQLite store).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// Options of `orca server`.
@@ -106,6 +144,21 @@ pub enum JobCommand {
     Retry(IdArgs),
     /// List jobs, newest first.
     List(ListArgs),
+    /// Show what a job changed in its repository: the patch, or the files with --stat.
+    Diff(DiffArgs),
+}
+
+/// Options of `orca job diff`.
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// The job's id.
+    pub id: Uuid,
+    /// Only the changed files and the totals.
+    #[arg(long)]
+    pub stat: bool,
+    /// Print the recorded changes as JSON.
+    #[arg(long, conflicts_with = "stat")]
+    pub json: bool,
 }
 
 /// Options of `orca job submit`.
@@ -244,7 +297,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Dev(args) => serve::dev(args).await.map(|()| exit_code::OK),
         Command::Server(args) => serve::server(args).await.map(|()| exit_code::OK),
+        Command::Migrate(args) => serve::migrate(args).await.map(|()| exit_code::OK),
         Command::Job(cmd) => job::run(&cli.api_url, cmd).await,
+        Command::Auth(args) => auth::run(args).await,
     }
 }
 
@@ -382,5 +437,15 @@ mod tests {
         let cli = parse(&["dev", "--port", "4000"]).unwrap();
         assert!(matches!(cli.command, Command::Dev(DevArgs { port: 4000, .. })));
         assert!(matches!(parse(&["server"]).unwrap().command, Command::Server(_)));
+        let Command::Dev(d) = parse(&["dev", "--compose"]).unwrap().command else { panic!() };
+        assert!(d.compose && d.compose_file.ends_with("docker/docker-compose.yml"));
+    }
+
+    #[test]
+    fn auth_parses() {
+        let Command::Auth(a) = parse(&["auth", "--status", "--volume", "v1", "--image", "img:1"]).unwrap().command else { panic!() };
+        assert!(a.status && !a.logout);
+        assert_eq!((a.volume.as_str(), a.image.as_str()), ("v1", "img:1"));
+        assert!(parse(&["auth", "--status", "--logout"]).is_err());
     }
 }

@@ -5,7 +5,8 @@
 //! event type this client does not know is shown as `raw …` rather than failing.
 
 use crate::client::JobList;
-use orca_core::{AgentEvent, EventRecord, Job, JobStatus};
+use orca_core::event::Usage;
+use orca_core::{AgentEvent, Changes, EventRecord, Job, JobStatus};
 use owo_colors::{OwoColorize, Style};
 use serde_json::Value;
 use std::fmt::Display;
@@ -129,18 +130,47 @@ pub fn event_body(event: &AgentEvent, color: bool) -> String {
         }
         AgentEvent::Warning { message } => paint(format!("warning: {message}"), Style::new().yellow(), color),
         AgentEvent::Error { message } => paint(format!("error: {message}"), Style::new().red(), color),
-        AgentEvent::Result { success, num_turns, duration_ms, usage, .. } => {
+        AgentEvent::Result { success, num_turns, duration_ms, usage, reason, text, .. } => {
             let mut s = format!("result: {}", if *success { "success" } else { "failure" });
+            if let (false, Some(r)) = (*success, reason) {
+                s.push_str(&format!(" ({})", truncate(r, 80)));
+            }
             if let Some(n) = num_turns {
                 s.push_str(&format!(" in {n} turn{}", if *n == 1 { "" } else { "s" }));
             }
             if let Some(ms) = duration_ms {
                 s.push_str(&format!(" ({:.1}s)", *ms as f64 / 1000.0));
             }
-            if let Some(c) = usage.as_ref().and_then(|u| u.cost_usd) {
-                s.push_str(&format!(", cost ${c:.4}"));
+            if let Some(u) = usage {
+                s.push_str(&format!(", {}", usage_words(u)));
+            }
+            if let (true, Some(t)) = (*success, text) {
+                s.push_str(&format!("\n{}", truncate(t, 200)));
             }
             paint(s, Style::new().bold(), color)
+        }
+        AgentEvent::Plan { items } => {
+            let lines: Vec<String> =
+                items.iter().map(|i| format!("{} {}", if i.completed { "[x]" } else { "[ ]" }, truncate(&i.text, 100))).collect();
+            format!("{}  {}", paint("plan", Style::new().bold(), color), lines.join("\n"))
+        }
+        AgentEvent::Changes(c) => {
+            let d = c.diffstat;
+            let mut s = format!("changes  {} file{}, +{} -{}", d.files_changed, if d.files_changed == 1 { "" } else { "s" }, d.insertions, d.deletions);
+            if !c.files.is_empty() {
+                let names: Vec<String> = c.files.iter().take(5).map(|f| format!("{} ({})", f.path, f.status.as_str())).collect();
+                s.push_str(&format!(": {}", names.join(", ")));
+                if c.files.len() > 5 {
+                    s.push_str(&format!(", … {} more", c.files.len() - 5));
+                }
+            }
+            if c.truncated {
+                s.push_str(" (patch truncated)");
+            }
+            paint(s, Style::new().magenta(), color)
+        }
+        AgentEvent::Pushed { branch, commit } => {
+            paint(format!("pushed  branch {branch} at {}", short_sha(commit)), Style::new().green().bold(), color)
         }
         AgentEvent::Raw { source, data } => {
             let label = source.as_ref().map_or("raw".to_owned(), |s| format!("raw {s}:"));
@@ -160,9 +190,23 @@ fn without_envelope(data: &Value) -> Value {
     d
 }
 
-/// What a tool call did, in a few words: its `command`, `file_path`, or the start of its input.
+/// `12 in / 5 out tokens, cost $0.0001`.
+pub fn usage_words(u: &Usage) -> String {
+    let mut s = format!("{} in / {} out tokens", u.input_tokens, u.output_tokens);
+    if let Some(c) = u.cost_usd {
+        s.push_str(&format!(", cost ${c:.4}"));
+    }
+    s
+}
+
+fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// What a tool call did, in a few words: its command, file, pattern, URL or query, or the
+/// start of its input.
 pub fn tool_input_summary(input: &Value) -> String {
-    for key in ["command", "file_path", "path"] {
+    for key in ["command", "file_path", "path", "notebook_path", "pattern", "url", "query", "description"] {
         if let Some(s) = input.get(key).and_then(Value::as_str) {
             return truncate(s, 120);
         }
@@ -211,24 +255,63 @@ pub fn job_summary(job: &Job, color: bool) -> String {
     if let Some(r) = job.retry_of {
         rows.push(("retry of", r.to_string()));
     }
+    let o = &job.outcome;
+    if let Some(u) = &o.usage {
+        rows.push(("usage", usage_words(u)));
+    }
+    if let Some(n) = o.num_turns {
+        rows.push(("turns", n.to_string()));
+    }
+    if let Some(sid) = &o.session_id {
+        rows.push(("session", sid.clone()));
+    }
+    if let Some(c) = &o.changes {
+        let cut = if c.truncated { " (patch truncated)" } else { "" };
+        rows.push(("changes", format!("{} files, +{} -{}{cut} (orca job diff {})", c.files_changed, c.insertions, c.deletions, job.id)));
+    }
+    if let (Some(b), Some(c)) = (&o.result_branch, &o.result_commit) {
+        rows.push(("pushed", format!("{b} at {}", short_sha(c))));
+    }
     rows.iter().map(|(k, v)| format!("{:<11}{v}\n", format!("{k}:"))).collect()
 }
 
 /// The `orca job list` table, then `N of TOTAL jobs`.
 pub fn job_table(list: &JobList, color: bool) -> String {
-    let header = format!("{:<36}  {:<9}  {:<11}  {:<19}  PROMPT", "ID", "STATUS", "AGENT", "CREATED");
+    let header = format!("{:<36}  {:<9}  {:<11}  {:<19}  {:>8}  PROMPT", "ID", "STATUS", "AGENT", "CREATED", "COST");
     let mut out = paint(header, Style::new().bold(), color) + "\n";
     for j in &list.jobs {
+        let cost = j.outcome.usage.as_ref().and_then(|u| u.cost_usd).map_or_else(|| "-".to_owned(), |c| format!("${c:.4}"));
         out.push_str(&format!(
-            "{:<36}  {}  {:<11}  {:<19}  {}\n",
+            "{:<36}  {}  {:<11}  {:<19}  {:>8}  {}\n",
             j.id.to_string(),
             status_word(j.status, 9, color),
             j.agent_type.as_str(),
             datetime(j.created_at),
+            cost,
             truncate(&j.prompt, 40)
         ));
     }
     out.push_str(&format!("{} of {} jobs\n", list.jobs.len(), list.total));
+    out
+}
+
+/// The `orca job diff --stat` view: one line per file, then the totals.
+pub fn diff_stat(c: &Changes, color: bool) -> String {
+    let width = c.files.iter().map(|f| f.path.chars().count()).max().unwrap_or(0).min(60);
+    let mut out = String::new();
+    for f in &c.files {
+        let counts = match (f.insertions, f.deletions) {
+            (Some(i), Some(d)) => format!("{} {}", paint(format!("+{i}"), Style::new().green(), color), paint(format!("-{d}"), Style::new().red(), color)),
+            _ => "binary".to_owned(),
+        };
+        let renamed = f.old_path.as_ref().map(|o| format!(" (from {o})")).unwrap_or_default();
+        out.push_str(&format!("{:<9} {:<width$}  {counts}{renamed}\n", f.status.as_str(), f.path));
+    }
+    let d = c.diffstat;
+    out.push_str(&format!("{} file{} changed, {} insertions(+), {} deletions(-)\n", d.files_changed, if d.files_changed == 1 { "" } else { "s" }, d.insertions, d.deletions));
+    if c.truncated {
+        out.push_str(&format!("(the recorded patch was cut at its size limit; {} bytes in all)\n", c.patch_bytes));
+    }
     out
 }
 
@@ -245,128 +328,5 @@ pub fn outcome_message(job: &Job) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn line(event: Value) -> String {
-        let mut rec = json!({"id": 3, "jobId": "0193a000-0000-7000-8000-000000000001",
-            "timestamp": "2026-12-04T10:00:01Z", "v": 1});
-        rec.as_object_mut().unwrap().extend(event.as_object().unwrap().clone());
-        event_line(&rec, false)
-    }
-
-    #[test]
-    fn renders_each_event_type() {
-        assert_eq!(line(json!({"type": "text", "text": "hello"})), "[#3 10:00:01] text  hello");
-        assert_eq!(line(json!({"type": "text", "text": "a\nb"})), "[#3 10:00:01] text  a\n              b");
-        assert_eq!(line(json!({"type": "thinking", "text": "hmm"})), "[#3 10:00:01] thinking  hmm");
-        assert_eq!(line(json!({"type": "log", "message": "cloning"})), "[#3 10:00:01] log  cloning");
-        assert_eq!(
-            line(json!({"type": "session", "sessionId": "s1", "model": "m"})),
-            "[#3 10:00:01] session s1 model m"
-        );
-        assert_eq!(
-            line(json!({"type": "tool_call", "toolCallId": "t", "name": "Bash", "input": {"command": "ls -la"}})),
-            "[#3 10:00:01] → tool Bash: ls -la"
-        );
-        assert_eq!(
-            line(json!({"type": "tool_call", "toolCallId": "t", "name": "Read", "input": {"file_path": "/a/b.rs"}})),
-            "[#3 10:00:01] → tool Read: /a/b.rs"
-        );
-        assert_eq!(
-            line(json!({"type": "tool_result", "toolCallId": "t", "output": "x".repeat(42), "isError": false})),
-            "[#3 10:00:01] ← ok (42 bytes)"
-        );
-        assert_eq!(
-            line(json!({"type": "tool_result", "toolCallId": "t", "output": "no such file\nmore", "isError": true})),
-            "[#3 10:00:01] ← error: no such file"
-        );
-        assert_eq!(line(json!({"type": "warning", "message": "w"})), "[#3 10:00:01] warning: w");
-        assert_eq!(line(json!({"type": "error", "message": "e"})), "[#3 10:00:01] error: e");
-        assert_eq!(
-            line(json!({"type": "usage", "inputTokens": 1200, "outputTokens": 350, "costUsd": 0.0123})),
-            "[#3 10:00:01] usage  tokens in/out 1200/350 cost $0.0123"
-        );
-        assert_eq!(
-            line(json!({"type": "result", "success": true, "numTurns": 4, "durationMs": 1500})),
-            "[#3 10:00:01] result: success in 4 turns (1.5s)"
-        );
-        assert_eq!(
-            line(json!({"type": "raw", "source": "claude", "data": {"k": 1}})),
-            "[#3 10:00:01] raw claude: {\"k\":1}"
-        );
-    }
-
-    #[test]
-    fn renders_status_changes() {
-        assert_eq!(line(json!({"type": "status", "status": "running"})), "[#3 10:00:01] ● running");
-        assert_eq!(line(json!({"type": "status", "status": "succeeded", "exitCode": 0})), "[#3 10:00:01] ✔ succeeded (exit 0)");
-        assert_eq!(
-            line(json!({"type": "status", "status": "failed", "reason": "boom", "exitCode": 3})),
-            "[#3 10:00:01] ✖ failed: boom (exit 3)"
-        );
-        assert_eq!(line(json!({"type": "status", "status": "timed_out"})), "[#3 10:00:01] ✖ timed_out");
-    }
-
-    #[test]
-    fn unknown_or_broken_events_never_fail() {
-        assert_eq!(line(json!({"type": "from_the_future", "x": 1})), "[#3 10:00:01] raw {\"type\":\"from_the_future\",\"x\":1}");
-        assert_eq!(line(json!({"type": "text"})), "[#3 10:00:01] raw {\"type\":\"text\"}");
-        assert_eq!(event_line(&json!("just a string"), false), "[#? --:--:--] raw \"just a string\"");
-        assert_eq!(event_line(&json!({"type": "text", "text": "hi"}), false), "[#? --:--:--] text  hi");
-    }
-
-    #[test]
-    fn colour_is_only_added_when_asked() {
-        let ev = AgentEvent::Error { message: "e".into() };
-        assert_eq!(event_body(&ev, false), "error: e");
-        let coloured = event_body(&ev, true);
-        assert!(coloured.contains("\u{1b}[") && coloured.contains("error: e"), "{coloured:?}");
-    }
-
-    #[test]
-    fn tool_inputs_are_summarised() {
-        assert_eq!(tool_input_summary(&json!({"command": "cargo test\n--all"})), "cargo test --all");
-        let long = json!({"pattern": "x".repeat(200)});
-        let s = tool_input_summary(&long);
-        assert_eq!(s.chars().count(), 80);
-        assert!(s.starts_with("{\"pattern\":\"xxx") && s.ends_with('…'));
-    }
-
-    #[test]
-    fn truncation_is_by_character() {
-        assert_eq!(truncate("héllo wörld", 5), "héll…");
-        assert_eq!(truncate("short", 40), "short");
-    }
-
-    fn job(status: JobStatus) -> Job {
-        serde_json::from_value(json!({
-            "id": "0193a000-0000-7000-8000-000000000001", "repoUrl": null, "prompt": "fix the flaky test in the scheduler module please",
-            "agentType": "echo", "branch": null, "config": {}, "timeoutSeconds": 1800, "webhookUrl": null,
-            "status": status, "createdAt": "2026-12-04T10:00:00Z", "startedAt": "2026-12-04T10:00:02Z",
-            "finishedAt": "2026-12-04T10:00:12Z", "exitCode": 3, "failureReason": "agent exited with code 3",
-            "retryOf": null
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn job_views() {
-        let s = job_summary(&job(JobStatus::Failed), false);
-        assert!(s.starts_with("id:        0193a000-0000-7000-8000-000000000001\nstatus:    failed\nagent:     echo\nrepo:      -\n"), "{s}");
-        assert!(s.contains("finished:  2026-12-04 10:00:12 (ran 10s)\nexit code: 3\nfailure:   agent exited with code 3\n"), "{s}");
-        assert!(!s.contains("retry of"));
-
-        let list = JobList { jobs: vec![job(JobStatus::Running)], total: 7, limit: 1, offset: 0 };
-        let t = job_table(&list, false);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "ID                                    STATUS     AGENT        CREATED              PROMPT");
-        assert_eq!(
-            lines[1],
-            "0193a000-0000-7000-8000-000000000001  running    echo         2026-12-04 10:00:00  fix the flaky test in the scheduler mod…"
-        );
-        assert_eq!(lines[2], "1 of 7 jobs");
-        assert_eq!(outcome_message(&job(JobStatus::Failed)), "job 0193a000-0000-7000-8000-000000000001 failed: agent exited with code 3 (exit 3)");
-    }
-}
+#[path = "render_tests.rs"]
+mod tests;

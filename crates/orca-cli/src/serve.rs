@@ -8,7 +8,7 @@
 //! Both print one line `orca listening on http://ADDR` to stdout once the API accepts
 //! connections; everything else goes to stderr.
 
-use crate::{DevArgs, ServerArgs};
+use crate::{DevArgs, MigrateArgs, ServerArgs};
 use anyhow::Context;
 use orca_server::Server;
 use orca_server::config::Config;
@@ -23,7 +23,13 @@ pub async fn dev(args: &DevArgs) -> anyhow::Result<()> {
     if let Some(d) = &args.data_dir {
         env.insert("ORCA_DATA_DIR".into(), d.display().to_string());
     }
-    run(&env, true).await
+    // Docker when it is there (else the local runner), and the compose services if asked.
+    let compose = crate::dev::prepare(args, &mut env).await?;
+    let result = run(&env, true).await;
+    if let Some(c) = compose {
+        c.down();
+    }
+    result
 }
 
 /// Runs the backend.
@@ -48,9 +54,28 @@ async fn run(env: &HashMap<String, String>, dev: bool) -> anyhow::Result<()> {
         out.flush()?;
     }
     if dev {
-        eprintln!("Orca is running (data in {}, jobs run as local processes). Press Ctrl+C to stop.", config.data_dir.display());
+        let how = if config.scheduler == orca_server::config::SchedulerKind::Docker {
+            format!("jobs run in Docker containers from {}", config.sandbox.docker.image)
+        } else {
+            "jobs run as local processes".to_owned()
+        };
+        eprintln!("Orca is running (data in {}, {how}). Press Ctrl+C to stop.", config.data_dir.display());
         eprintln!("Try it in another terminal:");
         eprintln!("  ORCA_API_URL={url} orca job submit --agent echo --prompt \"hello\" --follow");
     }
     server.run_until(orca_server::shutdown_signal()).await
+}
+
+/// `orca migrate`: applies the job store's schema migrations and exits. The server applies
+/// them at start-up too; this is for deployments that migrate as a separate step.
+pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    if let Some(u) = &args.database_url {
+        env.insert("DATABASE_URL".into(), u.clone());
+    }
+    let config = Config::from_vars(&env)?;
+    orca_server::telemetry::init(&config.log_level, config.log_format);
+    let kind = orca_server::migrate(&config).await?;
+    eprintln!("orca: the {kind} job store is up to date");
+    Ok(())
 }

@@ -10,6 +10,7 @@
 //!
 //! **Invariant:** event ids are per job, start at 1 and increase by one with each append.
 
+use crate::changes::Changes;
 use crate::job::JobId;
 use crate::state::JobStatus;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,15 @@ pub struct Usage {
     pub cache_write_tokens: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+}
+
+/// One entry of a [`AgentEvent::Plan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanItem {
+    pub text: String,
+    #[serde(default)]
+    pub completed: bool,
 }
 
 /// One thing that happened in a job.
@@ -97,7 +107,19 @@ pub enum AgentEvent {
         duration_ms: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<Usage>,
+        /// The agent's session (Claude Code session id, Codex thread id), for resuming.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+        /// Why the run ended, when the agent says (`completed`, `max_turns`, `api_error`, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
+    /// The agent's plan or to-do list, each time it changes.
+    Plan { items: Vec<PlanItem> },
+    /// What the job changed in the repository (written by the worker when the agent ends).
+    Changes(Changes),
+    /// The worker committed the job's changes and pushed them.
+    Pushed { branch: String, commit: String },
     /// Output nobody understood, kept verbatim.
     Raw {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +159,9 @@ impl AgentEvent {
             Self::Warning { .. } => "warning",
             Self::Error { .. } => "error",
             Self::Result { .. } => "result",
+            Self::Plan { .. } => "plan",
+            Self::Changes(_) => "changes",
+            Self::Pushed { .. } => "pushed",
             Self::Raw { .. } => "raw",
         }
     }
@@ -183,7 +208,18 @@ mod tests {
             AgentEvent::Usage(Usage { input_tokens: 1, output_tokens: 2, cost_usd: Some(0.5), ..Default::default() }),
             AgentEvent::Warning { message: "w".into() },
             AgentEvent::Error { message: "e".into() },
-            AgentEvent::Result { success: true, text: Some("done".into()), num_turns: Some(1), duration_ms: None, usage: None },
+            AgentEvent::Result {
+                success: true,
+                text: Some("done".into()),
+                num_turns: Some(1),
+                duration_ms: None,
+                usage: None,
+                session_id: Some("s".into()),
+                reason: None,
+            },
+            AgentEvent::Plan { items: vec![PlanItem { text: "step".into(), completed: true }] },
+            AgentEvent::Changes(Changes { patch: "+x\n".into(), ..Default::default() }),
+            AgentEvent::Pushed { branch: "orca/j".into(), commit: "abc".into() },
             AgentEvent::Raw { source: Some("claude".into()), data: json!({"type": "mystery"}) },
         ];
         for e in samples {

@@ -4,6 +4,9 @@
 //! `Serialize` impl that reveals it, and its `Debug` prints `[redacted]`.
 
 use crate::agent::AgentType;
+use crate::agent_options::PushBranch;
+use crate::changes::ChangesSummary;
+use crate::event::Usage;
 use crate::state::{IllegalTransition, JobStatus, StatusChange};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -74,6 +77,33 @@ pub struct JobConfig {
     /// Echo agent: exit with this code instead of finishing (to exercise failures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_exit_code: Option<i32>,
+    /// The model the agent uses (its own default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The most turns the agent may take (Claude Code's `--max-turns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// Extra flags for the agent's command line, from its allowlist (see `agent_options`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_args: Option<Vec<String>>,
+    /// Commit and push the changes: `true` for branch `orca/<job id>`, or a branch name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_branch: Option<PushBranch>,
+    /// Sandbox memory limit in MiB (server default and maximum apply; see `sandbox`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// Sandbox CPU limit in thousandths of a CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millis: Option<u32>,
+    /// Sandbox limit on processes and threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u32>,
+    /// Echo agent: report what the sandbox looks like from inside (a `raw` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_probe: Option<bool>,
+    /// Echo agent: allocate and touch this many MiB (to exercise the memory limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_alloc_mb: Option<u32>,
 }
 
 impl JobConfig {
@@ -83,8 +113,26 @@ impl JobConfig {
     }
 }
 
+/// What the agent's run produced, as the backend recorded it from the job's events. Every field
+/// is optional, so jobs stored before these fields existed still load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct JobOutcome {
+    /// Tokens and cost of the run (the agent's last report).
+    pub usage: Option<Usage>,
+    pub num_turns: Option<u32>,
+    /// The agent's session id (Claude Code) or thread id (Codex).
+    pub session_id: Option<String>,
+    /// The branch the worker pushed the changes to.
+    pub result_branch: Option<String>,
+    /// The commit it pushed.
+    pub result_commit: Option<String>,
+    /// Totals of the recorded diff; the whole diff is at `GET /api/v1/jobs/:id/diff`.
+    pub changes: Option<ChangesSummary>,
+}
+
 /// One job: the request plus its lifecycle fields. JSON uses the spec's camelCase names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
     pub id: JobId,
@@ -105,6 +153,9 @@ pub struct Job {
     pub exit_code: Option<i32>,
     pub failure_reason: Option<String>,
     pub retry_of: Option<JobId>,
+    /// Usage, cost, session and results of the run (flattened into the job's JSON).
+    #[serde(flatten, default)]
+    pub outcome: JobOutcome,
 }
 
 impl Job {
@@ -144,6 +195,7 @@ impl Job {
             exit_code: None,
             failure_reason: None,
             retry_of: Some(self.id),
+            outcome: JobOutcome::default(),
             ..self.clone()
         }
     }
@@ -172,7 +224,31 @@ mod tests {
             exit_code: None,
             failure_reason: None,
             retry_of: None,
+            outcome: JobOutcome::default(),
         }
+    }
+
+    #[test]
+    fn jobs_stored_before_the_outcome_fields_still_load() {
+        let mut v = serde_json::to_value(job()).unwrap();
+        for k in ["usage", "numTurns", "sessionId", "resultBranch", "resultCommit", "changes"] {
+            assert!(v.as_object_mut().unwrap().remove(k).is_some(), "{k} is serialized");
+        }
+        let back: Job = serde_json::from_value(v).unwrap();
+        assert_eq!(back.outcome, JobOutcome::default());
+        let mut j = job();
+        j.outcome.usage = Some(Usage { input_tokens: 3, cost_usd: Some(0.5), ..Default::default() });
+        j.outcome.result_branch = Some("orca/x".into());
+        let v = serde_json::to_value(&j).unwrap();
+        assert_eq!((v["usage"]["costUsd"].as_f64(), v["resultBranch"].as_str()), (Some(0.5), Some("orca/x")));
+        assert_eq!(v["numTurns"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_retry_starts_without_the_old_outcome() {
+        let mut j = job();
+        j.outcome.num_turns = Some(4);
+        assert_eq!(j.retry(datetime!(2026-12-04 11:00 UTC)).outcome, JobOutcome::default());
     }
 
     #[test]

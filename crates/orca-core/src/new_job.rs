@@ -23,7 +23,8 @@ pub const MAX_ECHO_STEPS: u32 = 10_000;
 pub const MAX_ECHO_DELAY_MS: u64 = 60_000;
 
 const FIELDS: &[&str] = &["repoUrl", "prompt", "agentType", "branch", "config", "timeoutSeconds", "webhookUrl"];
-const CONFIG_FIELDS: &[&str] = &["gitToken", "echoSteps", "echoDelayMs", "echoExitCode"];
+const CONFIG_FIELDS: &[&str] =
+    &["gitToken", "echoSteps", "echoDelayMs", "echoExitCode", "model", "maxTurns", "extraArgs", "pushBranch"];
 
 /// A valid job submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +111,7 @@ impl NewJob {
             }
         });
         let config = parse_config(obj.get("config"), &mut errs);
+        crate::agent_options::check(&config, &agent_type, repo_url.is_some(), "config.", &mut errs);
         match (errs.is_empty(), prompt) {
             (true, Some(prompt)) => {
                 Ok(NewJob { repo_url, prompt, agent_type, branch, config, timeout_seconds, webhook_url })
@@ -136,6 +138,7 @@ impl NewJob {
             exit_code: None,
             failure_reason: None,
             retry_of: None,
+            outcome: Default::default(),
         }
     }
 }
@@ -169,7 +172,8 @@ fn parse_config(v: Option<&Value>, errs: &mut ValidationErrors) -> JobConfig {
             return cfg;
         }
     };
-    reject_unknown(obj, CONFIG_FIELDS, "config.", errs);
+    let known: Vec<&str> = CONFIG_FIELDS.iter().chain(crate::sandbox::FIELDS).copied().collect();
+    reject_unknown(obj, &known, "config.", errs);
     match obj.get("gitToken") {
         None | Some(Value::Null) => {}
         Some(Value::String(t)) if t.is_empty() || t.len() > MAX_TOKEN_BYTES || t.chars().any(char::is_control) => {
@@ -179,6 +183,8 @@ fn parse_config(v: Option<&Value>, errs: &mut ValidationErrors) -> JobConfig {
         Some(Value::String(t)) => cfg.git_token = Some(Secret::new(t.clone())),
         Some(_) => errs.push("config.gitToken", "must be a string"),
     }
+    crate::agent_options::parse_into(obj, &mut cfg, errs);
+    crate::sandbox::parse_into(obj, &mut cfg, errs);
     cfg.echo_steps = bounded_u64(obj, "echoSteps", 0, MAX_ECHO_STEPS as u64, errs).map(|n| n as u32);
     cfg.echo_delay_ms = bounded_u64(obj, "echoDelayMs", 0, MAX_ECHO_DELAY_MS, errs);
     match obj.get("echoExitCode") {
@@ -301,6 +307,29 @@ mod tests {
         for bad in ["file:///etc", "/etc/passwd", "./repo", "--upload-pack=evil", "https://", "ftp://h/x", "C:\\x", "h:x", "a b"] {
             assert!(check_repo_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn agent_options_are_parsed_and_checked_against_the_agent() {
+        let j = NewJob::parse(&json!({"prompt": "p", "agentType": "claude-code", "repoUrl": "https://h/r",
+            "config": {"model": "claude-x", "maxTurns": 3, "extraArgs": ["--effort", "high"], "pushBranch": true}}))
+        .unwrap();
+        assert_eq!((j.config.model.as_deref(), j.config.max_turns), (Some("claude-x"), Some(3)));
+        assert_eq!(j.config.extra_args.as_deref(), Some(&["--effort".to_owned(), "high".to_owned()][..]));
+        let v = serde_json::to_value(&j.config).unwrap();
+        assert_eq!(v, json!({"model": "claude-x", "maxTurns": 3, "extraArgs": ["--effort", "high"], "pushBranch": true}));
+        let bad = |config: Value| fields(json!({"prompt": "p", "agentType": "codex", "config": config}));
+        assert_eq!(bad(json!({"extraArgs": ["--settings", "x"]})), ["config.extraArgs"]);
+        assert_eq!(bad(json!({"extraArgs": "--sandbox"})), ["config.extraArgs"]);
+        assert_eq!(bad(json!({"maxTurns": 0})), ["config.maxTurns"]);
+        assert_eq!(bad(json!({"maxTurns": 1001})), ["config.maxTurns"]);
+        assert_eq!(bad(json!({"model": "a b"})), ["config.model"]);
+        assert_eq!(bad(json!({"pushBranch": "bad..name"})), ["config.pushBranch"]);
+        assert_eq!(bad(json!({"pushBranch": true})), ["config.pushBranch"], "no repository to push to");
+        assert_eq!(bad(json!({"pushBranch": 1})), ["config.pushBranch"]);
+        assert!(NewJob::parse(&json!({"prompt": "p", "config": {"pushBranch": false}})).is_ok());
+        let e = NewJob::parse(&json!({"prompt": "p", "agentType": "echo", "config": {"extraArgs": ["--x"]}})).unwrap_err();
+        assert!(e.to_string().contains("config.extraArgs: agent echo takes no extra arguments"), "{e}");
     }
 
     #[test]

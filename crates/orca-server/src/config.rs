@@ -3,6 +3,12 @@
 //! Every variable is read once at start-up into [`Config`]; a bad value stops the server with a
 //! message naming the variable. Nothing else in the server reads the environment.
 
+mod backends;
+mod sandbox;
+
+pub use backends::{EventsBackend, RedisEvents};
+pub use sandbox::{DockerConfig, LocalSandbox, SandboxConfig};
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -13,6 +19,8 @@ use std::time::Duration;
 pub enum StoreBackend {
     /// SQLite files in the data dir (DATABASE_URL unset, or a `sqlite:` URL).
     Embedded { path: PathBuf },
+    /// PostgreSQL (DATABASE_URL=postgres://…), shared by several instances.
+    Postgres { url: orca_core::Secret, pool_size: u32 },
 }
 
 /// Which scheduler runs workers.
@@ -20,6 +28,8 @@ pub enum StoreBackend {
 pub enum SchedulerKind {
     /// The worker binary as a child process of the server.
     Local,
+    /// One container per job (`ORCA_SCHEDULER=docker`).
+    Docker,
 }
 
 /// Log output format.
@@ -38,6 +48,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
     pub store: StoreBackend,
+    /// Where events live (REDIS_URL).
+    pub events: EventsBackend,
+    /// This instance's id and lease (ORCA_INSTANCE_ID, ORCA_LEASE_SECONDS).
+    pub cluster: crate::manager::ClusterConfig,
     pub scheduler: SchedulerKind,
     /// Path of the `orca-worker` binary for the local scheduler.
     pub worker_bin: Option<PathBuf>,
@@ -46,6 +60,10 @@ pub struct Config {
     pub stop_grace: Duration,
     /// Webhook signing, targets and retries.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// Model keys, base URLs and CLI paths handed to workers (see [`crate::agent_env`]).
+    pub agent_env: crate::agent_env::AgentEnv,
+    /// Worker image, network, resource limits, local sandbox (see `config/sandbox.rs`).
+    pub sandbox: SandboxConfig,
 }
 
 /// A configuration problem, naming the variable.
@@ -93,20 +111,11 @@ impl Config {
             Some(d) => PathBuf::from(d),
             None => default_data_dir().ok_or_else(|| bad("ORCA_DATA_DIR", "is unset and no home directory was found; set it"))?,
         };
-        let store = match get("DATABASE_URL") {
-            None => StoreBackend::Embedded { path: data_dir.join("orca.db") },
-            Some(u) if u.starts_with("sqlite:") => {
-                let path = u.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-                StoreBackend::Embedded { path: PathBuf::from(path) }
-            }
-            Some(_) => return Err(bad("DATABASE_URL", "only sqlite: URLs are supported by this build; unset it to use the embedded store")),
-        };
-        if get("REDIS_URL").is_some() {
-            return Err(bad("REDIS_URL", "Redis Streams are not supported by this build yet; unset it to use the embedded event log"));
-        }
+        let (store, events, cluster) = backends::parse(&get, &bad, &data_dir)?;
         let scheduler = match get("ORCA_SCHEDULER") {
             None | Some("local") => SchedulerKind::Local,
-            Some("docker" | "k8s") => return Err(bad("ORCA_SCHEDULER", "docker and k8s are not available in this build yet; use local")),
+            Some("docker") => SchedulerKind::Docker,
+            Some("k8s") => return Err(bad("ORCA_SCHEDULER", "k8s is not available in this build yet; use local or docker")),
             Some(_) => return Err(bad("ORCA_SCHEDULER", "must be local, docker or k8s")),
         };
         let worker_bin = get("ORCA_WORKER_BIN").map(PathBuf::from);
@@ -119,7 +128,9 @@ impl Config {
             Some(n) => Duration::from_secs(n.parse().ok().filter(|n| *n <= 3600).ok_or_else(|| bad("ORCA_STOP_GRACE_SECONDS", "must be a whole number from 0 to 3600"))?),
         };
         let webhooks = webhook_config(&get, &bad)?;
-        Ok(Config { host, port, log_level, log_format, data_dir, store, scheduler, worker_bin, max_concurrent_jobs, stop_grace, webhooks })
+        let agent_env = crate::agent_env::AgentEnv::from_vars(env)
+            .map_err(|e| ConfigError { var: e.var, value: "[not shown]".into(), problem: e.problem })?;
+        Ok(Config { host, port, log_level, log_format, data_dir, store, events, cluster, scheduler, worker_bin, max_concurrent_jobs, stop_grace, webhooks, agent_env, sandbox: sandbox::parse(&get)? })
     }
 }
 
@@ -189,6 +200,7 @@ impl Config {
     pub fn store_kind(&self) -> &'static str {
         match self.store {
             StoreBackend::Embedded { .. } => "sqlite",
+            StoreBackend::Postgres { .. } => "postgres",
         }
     }
 }

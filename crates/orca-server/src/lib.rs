@@ -8,10 +8,12 @@
 //! - [`events::EventBus`]: embedded SQLite log with live fan-out;
 //! - [`scheduler::Scheduler`]: local child processes.
 
+pub mod agent_env;
 pub mod api;
 pub mod config;
 pub mod events;
 pub mod manager;
+pub mod retry;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
@@ -50,13 +52,26 @@ impl Server {
             StoreBackend::Embedded { path } => {
                 let store = store::sqlite::SqliteJobStore::open(path).await.context("opening the job store")?;
                 let deliveries = webhooks::sqlite::SqliteDeliveryStore::new(store.pool());
-                let events_path = path.with_file_name("events.db");
-                let bus = events::embedded::EmbeddedEventLog::open(&events_path).await.context("opening the event log")?;
-                (Arc::new(store), Arc::new(bus), Arc::new(deliveries))
+                (Arc::new(store), open_bus(config, path).await?, Arc::new(deliveries))
+            }
+            StoreBackend::Postgres { url, pool_size } => {
+                let store = store::postgres::PgJobStore::open(url.expose(), *pool_size).await.context("opening the PostgreSQL job store (DATABASE_URL)")?;
+                let deliveries = webhooks::postgres::PgDeliveryStore::new(store.pool());
+                (Arc::new(store), open_bus(config, &config.data_dir.join("orca.db")).await?, Arc::new(deliveries))
             }
         };
         let scheduler: Arc<dyn Scheduler> = match config.scheduler {
-            SchedulerKind::Local => Arc::new(scheduler::local::LocalScheduler::new(config.worker_bin.clone(), &config.data_dir)?),
+            SchedulerKind::Local => Arc::new(
+                scheduler::local::LocalScheduler::new(config.worker_bin.clone(), &config.data_dir)?
+                    .with_agent_env(config.agent_env.clone())
+                    .with_sandbox(config.sandbox.local, config.sandbox.limits, &config.data_dir)?,
+            ),
+            SchedulerKind::Docker => Arc::new(
+                scheduler::docker::DockerScheduler::new(scheduler::docker::DockerSettings::from_config(config))
+                    .await
+                    .context("starting the Docker scheduler (ORCA_SCHEDULER=docker)")?
+                    .with_agent_env(config.agent_env.clone()),
+            ),
         };
         let manager = JobManager::new(
             store,
@@ -66,6 +81,7 @@ impl Server {
                 max_concurrent_jobs: config.max_concurrent_jobs,
                 stop_grace: config.stop_grace,
                 log_level: config.log_level.clone(),
+                cluster: config.cluster.clone(),
             },
         );
         let hooks = webhooks::Webhooks::new(deliveries, config.webhooks.clone())?;
@@ -80,7 +96,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let stop = shutdown.clone();
         let http = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
-        tracing::info!(%addr, store = config.store_kind(), scheduler = ?config.scheduler, "orca server listening");
+        tracing::info!(%addr, store = config.store_kind(), instance = %config.cluster.instance_id, scheduler = ?config.scheduler, "orca server listening");
         Ok(Server { addr, manager, shutdown, http })
     }
 
@@ -99,6 +115,42 @@ impl Server {
             Ok(Ok(res)) => res.context("HTTP server failed"),
             Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
             Err(_) => Err(anyhow::anyhow!("HTTP server did not stop within {SHUTDOWN_DEADLINE:?}")),
+        }
+    }
+}
+
+/// The configured event bus; the embedded log lives beside the embedded store (`events.db`).
+async fn open_bus(config: &Config, store_path: &std::path::Path) -> anyhow::Result<Arc<dyn EventBus>> {
+    Ok(match &config.events {
+        config::EventsBackend::Embedded => {
+            if matches!(config.store, StoreBackend::Postgres { .. }) {
+                tracing::warn!("DATABASE_URL is set but REDIS_URL is not: events stay in this instance's data dir, so other instances cannot stream them");
+            }
+            let path = store_path.with_file_name("events.db");
+            Arc::new(events::embedded::EmbeddedEventLog::open(&path).await.context("opening the event log")?)
+        }
+        config::EventsBackend::Redis(settings) => {
+            Arc::new(events::redis::RedisEventBus::connect(settings.clone()).await.context("connecting to Redis (REDIS_URL)")?)
+        }
+    })
+}
+
+/// Applies the job store's migrations and exits (`orca migrate`); embedded stores migrate on
+/// open. Returns the store's kind.
+pub async fn migrate(config: &Config) -> anyhow::Result<&'static str> {
+    match &config.store {
+        StoreBackend::Postgres { url, .. } => {
+            let pool = store::postgres::connect(url.expose(), 2).await.context("connecting to PostgreSQL (DATABASE_URL)")?;
+            store::postgres::migrate(&pool).await.context("applying migrations")?;
+            pool.close().await;
+            Ok("postgres")
+        }
+        StoreBackend::Embedded { path } => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create the data dir {} (ORCA_DATA_DIR)", config.data_dir.display()))?;
+            store::sqlite::SqliteJobStore::open(path).await.context("opening the job store")?;
+            events::embedded::EmbeddedEventLog::open(&path.with_file_name("events.db")).await.context("opening the event log")?;
+            Ok("sqlite")
         }
     }
 }

@@ -10,6 +10,12 @@
 //! supervisor writes it, after the worker's output is drained; for a job cancelled while
 //! queued, `cancel` writes it.
 
+mod cluster;
+mod leftovers;
+mod results;
+
+pub use cluster::ClusterConfig;
+
 use crate::events::EventBus;
 use crate::scheduler::{Scheduler, WorkerExit, WorkerSpec};
 use crate::store::{JobStore, StoreError};
@@ -43,6 +49,9 @@ pub enum ManagerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] crate::events::BusError),
+    /// The job asks for something this server's scheduler refuses (e.g. limits above its maxima).
+    #[error("{0}")]
+    Invalid(orca_core::ValidationErrors),
 }
 
 /// Tunables of the manager.
@@ -51,6 +60,8 @@ pub struct ManagerConfig {
     pub max_concurrent_jobs: usize,
     pub stop_grace: Duration,
     pub log_level: String,
+    /// Instance id and lease, for sharing the store with other instances.
+    pub cluster: ClusterConfig,
 }
 
 /// Why the supervisor stopped a worker.
@@ -71,6 +82,8 @@ pub struct JobManager {
     supervised: Mutex<HashMap<JobId, CancellationToken>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Heartbeat state (see [`cluster`]).
+    cluster: cluster::ClusterState,
     /// Notified when a job starts or ends (set once at start-up).
     webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
 }
@@ -86,6 +99,7 @@ impl JobManager {
             supervised: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            cluster: cluster::ClusterState::default(),
             webhooks: std::sync::OnceLock::new(),
         })
     }
@@ -122,6 +136,7 @@ impl JobManager {
     }
 
     pub async fn submit(&self, new: NewJob) -> Result<Job, ManagerError> {
+        self.scheduler.validate(&new.config).map_err(ManagerError::Invalid)?;
         let job = new.into_job(Self::now());
         self.store.insert(&job).await?;
         self.bus.append(job.id, AgentEvent::status(JobStatus::Queued, None, None)).await?;
@@ -192,6 +207,7 @@ impl JobManager {
             }
             this.dispatch_loop().await;
         });
+        self.tasks.spawn(self.clone().cluster_loop());
     }
 
     /// Stops dispatching, stops supervised workers (their jobs fail as interrupted) and waits.
@@ -203,19 +219,11 @@ impl JobManager {
         }
     }
 
+    /// Takes over what dead instances (or this store's previous process) left active; see
+    /// [`cluster`].
     async fn recover(self: &Arc<Self>) -> Result<(), ManagerError> {
-        for job in self.store.active().await? {
-            match self.scheduler.adopt(&job).await {
-                Ok(Some(worker)) => {
-                    tracing::info!(job_id = %job.id, "re-adopted a running worker");
-                    self.clone().spawn_supervisor(job, Some(worker));
-                }
-                Ok(None) | Err(_) => {
-                    let reason = "worker lost: the backend restarted while the job was active";
-                    self.finish(job.id, StatusChange::to(JobStatus::Failed).with_reason(reason)).await?;
-                }
-            }
-        }
+        self.reclaim(true).await?;
+        self.remove_leftovers().await;
         Ok(())
     }
 
@@ -226,7 +234,7 @@ impl JobManager {
     async fn dispatch_loop(self: &Arc<Self>) {
         loop {
             while self.active_count() < self.config.max_concurrent_jobs && !self.shutdown.is_cancelled() {
-                match self.store.claim_next(Self::now()).await {
+                match self.store.claim_next(&self.lease_terms()).await {
                     Ok(Some(job)) => self.clone().spawn_supervisor(job, None),
                     Ok(None) => break,
                     Err(e) => {
@@ -285,7 +293,7 @@ impl JobManager {
                 cancel.cancel(); // cancelled while starting
             }
         }
-        let pump = worker.output.map(|out| {
+        let mut pump = worker.output.map(|out| {
             let bus = self.bus.clone();
             tokio::spawn(async move { pump_output(bus, id, out).await })
         });
@@ -299,6 +307,16 @@ impl JobManager {
             biased;
             exit = &mut exit_fut => exit,
             _ = cancel.cancelled() => {
+                if self.shutdown.is_cancelled() && self.scheduler.keeps_workers_on_shutdown() {
+                    // The worker outlives this process; the next backend adopts it. The line in
+                    // hand is stored first, so the next backend resumes right after it.
+                    worker.control.detach().await;
+                    if let Some(p) = pump.take() {
+                        let _ = tokio::time::timeout(DRAIN_TIMEOUT, p).await;
+                    }
+                    tracing::info!(job_id = %id, "leaving the worker running for the next backend to adopt");
+                    return Ok(());
+                }
                 kill = Some(if self.shutdown.is_cancelled() { KillReason::Shutdown } else { KillReason::Cancelled });
                 worker.control.stop(self.config.stop_grace).await;
                 exit_fut.await
@@ -314,9 +332,12 @@ impl JobManager {
                 tracing::warn!(job_id = %id, "worker output did not close within {DRAIN_TIMEOUT:?} of its exit");
             }
         }
-        let change = outcome(&job, kill, &exit);
+        let results = self.collect_results(id).await;
+        let change = results.explain(outcome(&job, kill, &exit));
         tracing::info!(job_id = %id, %exit, status = ?change.to, "worker ended");
-        self.finish(id, change).await
+        self.record_results(id, &results).await?;
+        self.finish(id, change).await?;
+        self.record_results(id, &results).await // again, in case a cancel raced the first
     }
 
     /// Records a job's end (unless someone, e.g. cancel, already did) and writes its final
@@ -324,9 +345,14 @@ impl JobManager {
     async fn finish(&self, id: JobId, change: StatusChange) -> Result<(), ManagerError> {
         for _ in 0..CAS_ATTEMPTS {
             let job = self.get(id).await?;
+            if !self.owns(id).await? {
+                tracing::warn!(job_id = %id, "another instance took the job over; leaving its end to that instance");
+                return Ok(());
+            }
             if job.status.is_terminal() {
                 self.bus.append(id, AgentEvent::status(job.status, job.failure_reason.clone(), job.exit_code)).await?;
                 self.notify(&job).await;
+                self.release(id).await;
                 return Ok(());
             }
             let next = match job.transition(&change, Self::now()) {
@@ -339,6 +365,7 @@ impl JobManager {
             if self.store.update_if_status(&next, job.status).await? {
                 self.bus.append(id, AgentEvent::status(next.status, next.failure_reason.clone(), next.exit_code)).await?;
                 self.notify(&next).await;
+                self.release(id).await;
                 return Ok(());
             }
         }
@@ -362,6 +389,8 @@ fn outcome(job: &Job, kill: Option<KillReason>, exit: &WorkerExit) -> StatusChan
             WorkerExit::Exited(WORKER_EXIT_TIMEOUT) => {
                 StatusChange::to(JobStatus::TimedOut).with_reason(format!("exceeded timeoutSeconds={}", job.timeout_seconds))
             }
+            WorkerExit::DeadlineExceeded => StatusChange::to(JobStatus::TimedOut)
+                .with_reason(format!("exceeded timeoutSeconds={} and was stopped by Kubernetes (activeDeadlineSeconds)", job.timeout_seconds)),
             other => StatusChange::to(JobStatus::Failed).with_reason(other.to_string()),
         },
     };

@@ -165,7 +165,7 @@ async fn retry_creates_a_linked_job_that_runs_again() {
     let failed = s.wait_terminal(&id).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["exitCode"], 7);
-    assert_eq!(failed["failureReason"], "worker exited with status 7");
+    assert_eq!(failed["failureReason"], "echo agent asked to exit with code 7 (worker exited with status 7)");
     let (st, retry) = s.post(&format!("/api/v1/jobs/{id}/retry"), json!({})).await;
     assert_eq!(st, 201, "{retry}");
     assert_eq!(retry["retryOf"], id.as_str());
@@ -184,10 +184,13 @@ async fn health_reports_components() {
     let (st, h) = s.get("/api/v1/health").await;
     assert_eq!(st, 200, "{h}");
     assert_eq!(h["status"], "ok");
-    for c in ["store", "events", "scheduler"] {
+    let names: &[&str] = if s.on_postgres_redis() { &["postgres", "redis", "scheduler"] } else { &["sqlite", "eventLog", "scheduler"] };
+    for c in names {
         assert_eq!(h["components"][c]["status"], "up", "{h}");
         assert!(h["components"][c]["latencyMs"].is_number());
     }
-    assert_eq!(h["components"]["store"]["kind"], "sqlite");
+    assert_eq!(h["components"].as_object().unwrap().len(), 3, "{h}");
+    assert_eq!(h["down"], serde_json::json!([]));
+    assert_eq!(h["components"]["scheduler"]["kind"], "local");
     s.stop().await;
 }

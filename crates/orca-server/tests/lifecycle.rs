@@ -98,7 +98,7 @@ async fn a_crashing_worker_fails_its_job_with_the_exit_status() {
     let (events, _) = s.stream(&id, None).await;
     let last = events.last().unwrap();
     assert_eq!((last["status"].as_str(), last["exitCode"].as_i64()), (Some("failed"), Some(42)));
-    assert_eq!(last["reason"], "worker exited with status 42");
+    assert_eq!(last["reason"], "echo agent asked to exit with code 42 (worker exited with status 42)");
     assert!(events.iter().any(|e| e["type"] == "error"), "the worker said why: {events:?}");
     let job = s.job(&id).await;
     assert_eq!((job["status"].as_str(), job["exitCode"].as_i64()), (Some("failed"), Some(42)));

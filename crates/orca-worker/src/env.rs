@@ -123,6 +123,8 @@ impl Config {
             }),
         };
         let job = job_json.map(|j| parse_job_config(&j, &mut errs)).unwrap_or_default();
+        // The agent options again (model, maxTurns, extraArgs allowlist, pushBranch needs a repo).
+        orca_core::agent_options::check(&job, &agent_type, repo_url.is_some(), "ORCA_JOB_CONFIG.", &mut errs);
 
         match (job_id, prompt) {
             (Some(job_id), Some(prompt)) if errs.is_empty() => Ok(Config {
@@ -171,6 +173,9 @@ fn parse_job_config(json: &str, errs: &mut ValidationErrors) -> JobConfig {
     }
     if cfg.echo_exit_code.is_some_and(|n| !(0..=255).contains(&n)) {
         errs.push(format!("{VAR}.echoExitCode"), "must be a whole number from 0 to 255");
+    }
+    if cfg.echo_alloc_mb.is_some_and(|n| u64::from(n) > orca_core::sandbox::MAX_ECHO_ALLOC_MB) {
+        errs.push(format!("{VAR}.echoAllocMb"), format!("must be at most {}", orca_core::sandbox::MAX_ECHO_ALLOC_MB));
     }
     cfg
 }
@@ -227,6 +232,8 @@ mod tests {
         assert_eq!(with(("ORCA_JOB_CONFIG", r#"{"echoSteps":"3"}"#)), ["ORCA_JOB_CONFIG"]);
         assert_eq!(with(("ORCA_JOB_CONFIG", r#"{"echoExitCode":300}"#)), ["ORCA_JOB_CONFIG.echoExitCode"]);
         assert_eq!(with(("ORCA_JOB_CONFIG", r#"{"echoSteps":10001}"#)), ["ORCA_JOB_CONFIG.echoSteps"]);
+        assert_eq!(with(("ORCA_JOB_CONFIG", r#"{"extraArgs":["--x"]}"#)), ["ORCA_JOB_CONFIG.extraArgs"]);
+        assert_eq!(with(("ORCA_JOB_CONFIG", r#"{"pushBranch":true}"#)), ["ORCA_JOB_CONFIG.pushBranch"]);
     }
 
     #[test]

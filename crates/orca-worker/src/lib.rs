@@ -8,9 +8,12 @@ pub mod agents;
 pub mod env;
 pub mod git;
 pub mod log;
+pub mod probe;
 pub mod proc;
 pub mod run;
+pub mod secrets;
 pub mod sink;
+pub mod sink_redis;
 
 /// The worker's exit codes (the table is in the binary's documentation).
 pub mod exit_code {
@@ -18,6 +21,8 @@ pub mod exit_code {
     pub const AGENT_FAILED: i32 = 1;
     pub const BAD_ENV: i32 = 2;
     pub const CLONE_FAILED: i32 = 3;
+    /// The agent succeeded but committing or pushing its changes failed.
+    pub const PUSH_FAILED: i32 = 4;
     pub const TIMEOUT: i32 = 124;
     pub const SIGINT: i32 = 130;
     pub const SIGTERM: i32 = 143;
@@ -27,6 +32,16 @@ pub mod exit_code {
 
 /// The whole worker: parse the environment, run the job, return the process exit code.
 pub fn main_entry() -> i32 {
+    // Started by git as its credential helper (see `git::auth`): answer and leave.
+    if git::auth::is_askpass_invocation() {
+        return git::auth::askpass_main();
+    }
+    // Secrets sent on stdin (Docker scheduler) become environment variables first.
+    if let Err(e) = secrets::load() {
+        eprintln!("orca-worker: bad environment: {e}");
+        sink::write_line_blocking(&orca_core::AgentEvent::Error { message: format!("bad environment: {e}") });
+        return exit_code::BAD_ENV;
+    }
     let config = match env::Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -42,6 +57,18 @@ pub fn main_entry() -> i32 {
     // must not inherit the token; whoever needs it gets it explicitly from `config`.
     // SAFETY: no other thread exists yet that could read the environment concurrently.
     unsafe { std::env::remove_var("GIT_TOKEN") };
+    // With REDIS_URL the events go to Redis directly (see `sink_redis`); the URL may hold a
+    // password, so children do not inherit it either.
+    let redis = match sink_redis::Settings::from_env() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("orca-worker: bad environment: {e}");
+            sink::write_line_blocking(&orca_core::AgentEvent::Error { message: format!("bad environment: {e}") });
+            return exit_code::BAD_ENV;
+        }
+    };
+    // SAFETY: as above, still single-threaded.
+    unsafe { std::env::remove_var("REDIS_URL") };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -49,7 +76,18 @@ pub fn main_entry() -> i32 {
             return exit_code::AGENT_FAILED;
         }
     };
-    let code = runtime.block_on(run::run(config, sink::NdjsonSink::stdout()));
+    let code = match redis {
+        None => runtime.block_on(run::run(config, sink::NdjsonSink::stdout())),
+        Some(settings) => runtime.block_on(async {
+            match sink_redis::RedisSink::connect(&settings, &config.job_id).await {
+                Ok(redis_sink) => run::run(config, redis_sink).await,
+                Err(e) => {
+                    log::error(&e);
+                    exit_code::SINK_LOST
+                }
+            }
+        }),
+    };
     // Do not wait for blocking threads (e.g. a write to a stuck stdout): the process exits now.
     runtime.shutdown_background();
     code

@@ -11,7 +11,8 @@
 //! | 1    | the agent failed (or is not available in this worker) |
 //! | 2    | bad environment: a required variable is missing or a value is invalid |
 //! | 3    | `git clone` of `REPO_URL` failed |
-//! | 124  | hard timeout: `TIMEOUT_SECONDS` elapsed |
+//! | 4    | the agent succeeded, but committing or pushing its changes (`pushBranch`) failed |
+//! | 124  | timeout: `TIMEOUT_SECONDS` elapsed, or the agent stopped without success after the soft timeout asked it to wrap up |
 //! | 130  | stopped by SIGINT |
 //! | 141  | nobody reads the events any more (the backend went away) |
 //! | 143  | stopped by SIGTERM |

@@ -33,6 +33,14 @@ impl GroupChild {
         &mut self.child
     }
 
+    /// Sends `sig` to the whole group (while the leader is not yet reaped); false if it failed.
+    pub fn signal_group(&self, sig: Signal) -> bool {
+        match (self.reaped, self.pgid) {
+            (false, Some(pgid)) => killpg(pgid, sig).is_ok(),
+            _ => false,
+        }
+    }
+
     /// Waits for the child to exit.
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         let status = self.child.wait().await?;

@@ -193,7 +193,7 @@ fn hard_timeout_warns_at_80_percent_then_exits_124() {
     ]);
     assert_eq!(out.code, 124, "stderr:\n{}", out.stderr);
     assert_eq!(out.last(), &AgentEvent::Error { message: "hard timeout after 1s".into() });
-    let soft = AgentEvent::Warning { message: "soft timeout: 80% of 1s used".into() };
+    let soft = AgentEvent::Warning { message: "soft timeout: 80% of 1s used; asking the agent to wrap up".into() };
     assert_eq!(out.events.iter().filter(|e| **e == soft).count(), 1, "{}", out.stdout);
 }
 
@@ -208,13 +208,13 @@ fn bad_environment_names_the_variable_and_exits_2() {
 }
 
 #[test]
-fn unavailable_agent_fails_with_exit_1() {
-    let out = run(&[("JOB_ID", "j"), ("PROMPT", "p"), ("AGENT_TYPE", "claude-code")]);
-    assert_eq!(out.code, 1);
-    assert_eq!(
-        out.last(),
-        &AgentEvent::Error { message: "agent claude-code is not available in this worker yet".into() }
-    );
+fn a_missing_agent_cli_fails_with_exit_1() {
+    for (agent, var) in [("claude-code", "ORCA_CLAUDE_BIN"), ("codex", "ORCA_CODEX_BIN")] {
+        let out = run(&[("JOB_ID", "j"), ("PROMPT", "p"), ("AGENT_TYPE", agent), (var, "/nonexistent/agent-cli")]);
+        assert_eq!(out.code, 1, "stderr:\n{}", out.stderr);
+        let want = format!("the {agent} CLI was not found (`/nonexistent/agent-cli`); install it or set its ORCA_*_BIN variable");
+        assert_eq!(out.last(), &AgentEvent::Error { message: want });
+    }
 }
 
 #[test]
@@ -224,11 +224,20 @@ fn unreachable_repository_exits_3_without_leaking_the_token() {
         run(&[("JOB_ID", "j"), ("PROMPT", "p"), ("REPO_URL", "git://127.0.0.1:1/nope.git"), ("GIT_TOKEN", token)]);
     assert_eq!(out.code, 3, "stderr:\n{}", out.stderr);
     assert!(
-        matches!(out.last(), AgentEvent::Error { message } if message.starts_with("git clone failed")),
+        matches!(out.last(), AgentEvent::Error { message } if message.starts_with("clone failed, repository unreachable: git://127.0.0.1:1/nope.git")),
         "{}",
         out.stdout
     );
     assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
+    let url = format!("http://u:{token}@127.0.0.1:1/nope.git");
+    let out = run(&[("JOB_ID", "j"), ("PROMPT", "p"), ("REPO_URL", &url)]);
+    assert_eq!(out.code, 3, "stderr:\n{}", out.stderr);
+    assert!(
+        matches!(out.last(), AgentEvent::Error { message } if message.starts_with("clone failed, repository unreachable: http://***@127.0.0.1:1/nope.git")),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(token) && !out.stderr.contains(token), "a password in REPO_URL is a secret too");
 }
 
 /// `git daemon` serving a directory over loopback; killed on drop.
@@ -323,7 +332,8 @@ fn clones_a_repository_served_by_git_daemon() {
         logs[1].starts_with(&format!("cloning {url}")) && logs[2].starts_with(&format!("cloned {url}")),
         "{logs:?}"
     );
-    assert!(matches!(out.last(), AgentEvent::Result { success: true, .. }));
+    assert!(out.events.iter().any(|e| matches!(e, AgentEvent::Result { success: true, .. })));
+    assert!(matches!(out.last(), AgentEvent::Changes(c) if c.files.is_empty() && c.patch.is_empty()), "{}", out.stdout);
 
     let work = tempfile::tempdir().unwrap();
     let vars = [("JOB_ID", "j"), ("PROMPT", "p"), ("REPO_URL", url.as_str()), ("BRANCH", "feature")];
@@ -336,7 +346,7 @@ fn clones_a_repository_served_by_git_daemon() {
     let out = spawn(work.path(), &vars).finish(Vec::new());
     assert_eq!(out.code, 3, "stderr:\n{}", out.stderr);
     assert!(
-        matches!(out.last(), AgentEvent::Error { message } if message.contains("no-such-branch")),
+        matches!(out.last(), AgentEvent::Error { message } if message.starts_with("clone failed, branch `no-such-branch` not found in git://")),
         "{}",
         out.stdout
     );

@@ -55,6 +55,7 @@ impl From<ManagerError> for ApiError {
                 tracing::error!("event bus: {e}");
                 ApiError::Unavailable("the event log is unavailable; try again".into())
             }
+            ManagerError::Invalid(errs) => ApiError::Validation(errs),
         }
     }
 }

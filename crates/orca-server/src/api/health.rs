@@ -1,4 +1,4 @@
-//! `GET /api/v1/health`: each component's status and latency; 503 when any is down.
+//! `GET /api/v1/health`: each component's status and latency; 503 naming what is down.
 
 use super::AppState;
 use axum::Json;
@@ -20,6 +20,9 @@ async fn check<E: std::fmt::Display>(kind: &str, f: impl Future<Output = Result<
     }
 }
 
+/// Components are named for what they are: `postgres` or `sqlite` (the job store), `redis` or
+/// `eventLog` (the embedded event log), and `scheduler` (with its `kind`). `down` lists the
+/// names of the components that failed their check; the answer is 503 when it is not empty.
 pub async fn health(axum::extract::State(s): axum::extract::State<AppState>) -> (StatusCode, Json<Value>) {
     let m = &s.manager;
     let (store, bus, sched) = tokio::join!(
@@ -27,11 +30,19 @@ pub async fn health(axum::extract::State(s): axum::extract::State<AppState>) -> 
         check(m.bus().kind(), m.bus().ping()),
         check(m.scheduler().kind(), m.scheduler().health()),
     );
-    let all_up = store.0 && bus.0 && sched.0;
+    let bus_name = match m.bus().kind() {
+        "embedded" => "eventLog",
+        other => other,
+    };
+    let named = [(m.store().kind(), store), (bus_name, bus), ("scheduler", sched)];
+    let down: Vec<&str> = named.iter().filter(|(_, (up, _))| !up).map(|(name, _)| *name).collect();
+    let components: serde_json::Map<String, Value> = named.into_iter().map(|(name, (_, v))| (name.to_owned(), v)).collect();
     let body = json!({
-        "status": if all_up { "ok" } else { "degraded" },
+        "status": if down.is_empty() { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
-        "components": {"store": store.1, "events": bus.1, "scheduler": sched.1},
+        "instance": m.instance_id(),
+        "components": components,
+        "down": down,
     });
-    (if all_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (if down.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }

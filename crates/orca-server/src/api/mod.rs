@@ -3,6 +3,7 @@
 //! Handlers parse input into domain types, call the [`JobManager`], and map its errors to
 //! [`error::ApiError`]. They hold no state of their own. See `docs/API.md`.
 
+mod diff;
 mod error;
 mod health;
 mod jobs;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/api/v1/jobs/{id}/events", get(stream::history))
+        .route("/api/v1/jobs/{id}/diff", get(diff::diff))
         .route("/api/v1/jobs/{id}/webhooks", get(jobs::webhooks))
         .route("/api/v1/jobs/{id}/stream", get(stream::websocket))
         .route("/api/v1/health", get(health::health))

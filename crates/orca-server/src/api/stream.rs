@@ -53,13 +53,19 @@ pub async fn websocket(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let from = parse_from_id(&query_params(q.as_deref())?)?;
-    s.manager.get(id).await?; // 404 before the upgrade
+    let finished = s.manager.get(id).await?.status.is_terminal(); // 404 before the upgrade
     let ws = ws.map_err(|e| ApiError::BadRequest(format!("this route streams over WebSocket: {}", e.body_text())))?;
-    Ok(ws.on_upgrade(move |socket| follow(s, id, from, socket)))
+    Ok(ws.on_upgrade(move |socket| follow(s, id, from, finished, socket)))
 }
 
-async fn follow(s: AppState, id: JobId, from: EventId, socket: WebSocket) {
+async fn follow(s: AppState, id: JobId, from: EventId, finished: bool, socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
+    // A finished job whose events passed their retention (ORCA_EVENTS_TTL_SECONDS) has nothing
+    // to replay and nothing to wait for.
+    if finished && matches!(s.manager.bus().last(id).await, Ok(None)) {
+        let _ = tx.send(close(1000, "job finished; its events have expired")).await;
+        return;
+    }
     let mut events = match s.manager.bus().subscribe(id, from).await {
         Ok(e) => e,
         Err(e) => {

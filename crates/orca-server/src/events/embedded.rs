@@ -146,6 +146,10 @@ impl EventBus for EmbeddedEventLog {
         self.inner.read(job, after, limit).await
     }
 
+    async fn last(&self, job: JobId) -> Result<Option<EventRecord>, BusError> {
+        self.inner.last(job).await
+    }
+
     async fn subscribe(&self, job: JobId, after: EventId) -> Result<EventStream, BusError> {
         let rx = self.inner.channel(job).tx.subscribe();
         Ok(Box::pin(follow(self.inner.clone(), job, after, rx)))

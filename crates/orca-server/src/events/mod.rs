@@ -1,13 +1,16 @@
 //! The event bus port: each job's ordered, persisted event stream with live fan-out.
 //!
-//! Adapters: [`embedded::EmbeddedEventLog`] (SQLite + in-process broadcast). Every adapter
-//! passes the same conformance suite (`tests/bus_conformance.rs`).
+//! Adapters: [`embedded::EmbeddedEventLog`] (SQLite + in-process broadcast) and
+//! [`redis::RedisEventBus`] (Redis Streams, shared by several backend instances and written to
+//! by workers directly). Every adapter passes the same conformance suite
+//! (`tests/bus_conformance.rs`).
 //!
 //! **Invariant:** per job, ids are 1, 2, 3, ... in append order; [`EventBus::subscribe`]
 //! yields every event after `after` exactly once, in order, replay first and live after,
 //! and ends after the terminal status event.
 
 pub mod embedded;
+pub mod redis;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -34,6 +37,9 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Stored events with id > `after`, at most `limit`, in order.
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError>;
+
+    /// The job's last stored event, if any.
+    async fn last(&self, job: JobId) -> Result<Option<EventRecord>, BusError>;
 
     /// Every event with id > `after`: history, then live, with no gap and no duplicate.
     async fn subscribe(&self, job: JobId, after: EventId) -> Result<EventStream, BusError>;

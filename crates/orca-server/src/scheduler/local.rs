@@ -5,10 +5,17 @@
 //! pipe keeps them in order and applies back-pressure, and when the server dies the worker's
 //! next write fails and it exits. The child's stderr goes to the server log at debug level.
 //!
-//! The child gets a clean environment: the worker contract plus PATH, LANG and a per-job
-//! HOME, nothing else of the server's (no DATABASE_URL, no API keys it was not given).
+//! The child gets a clean environment: the worker contract plus PATH, LANG, a per-job HOME and
+//! the agent variables ([`crate::agent_env`]: model keys and endpoints), nothing else of the
+//! server's (no DATABASE_URL).
 //! Stopping sends SIGTERM to the whole group, waits the grace period, then SIGKILLs it; once
 //! the worker itself exits, whatever it left in its group is killed too.
+//!
+//! Sandbox ([`super::isolation`]): when bubblewrap is installed the worker runs inside it
+//! (only its job directory writable, a private /tmp, its own PID namespace, the home dirs and
+//! the data dir hidden; see [`super::bwrap`] for what it does and does not isolate), and with a
+//! writable cgroup hierarchy under pids and memory limits. Without bubblewrap the server says
+//! so at start-up, in one warning line.
 
 use super::{Scheduler, SchedulerError, StartedWorker, WorkerControl, WorkerExit, WorkerSpec};
 use async_trait::async_trait;
@@ -20,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::process::Command;
 use tokio::sync::watch;
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 
@@ -30,6 +36,9 @@ pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
 pub struct LocalScheduler {
     worker_bin: PathBuf,
     work_root: PathBuf,
+    agent_env: crate::agent_env::AgentEnv,
+    /// Bubblewrap and cgroups, when set up (see [`super::isolation`]).
+    isolation: super::isolation::Isolation,
 }
 
 impl LocalScheduler {
@@ -45,7 +54,20 @@ impl LocalScheduler {
                 )
             })?,
         };
-        Ok(Self { worker_bin, work_root: data_dir.join("work") })
+        Ok(Self { worker_bin, work_root: data_dir.join("work"), agent_env: Default::default(), isolation: Default::default() })
+    }
+
+    /// Runs workers in bubblewrap and cgroups as `mode` says (see [`super::bwrap`]); without
+    /// this call they run unsandboxed.
+    pub fn with_sandbox(mut self, mode: crate::config::LocalSandbox, limits: super::limits::LimitsPolicy, data_dir: &Path) -> Result<Self, SchedulerError> {
+        self.isolation = super::isolation::Isolation::setup(mode, limits, data_dir, &self.worker_bin)?;
+        Ok(self)
+    }
+
+    /// Hands `env` (model keys, base URLs, CLI paths) to every worker.
+    pub fn with_agent_env(mut self, env: crate::agent_env::AgentEnv) -> Self {
+        self.agent_env = env;
+        self
     }
 
     pub fn worker_bin(&self) -> &Path {
@@ -97,12 +119,27 @@ impl Scheduler for LocalScheduler {
         for d in [&work_dir, &home] {
             tokio::fs::create_dir_all(d).await.map_err(|e| SchedulerError::Start(format!("cannot create {}: {e}", d.display())))?;
         }
-        let mut cmd = Command::new(&self.worker_bin);
+        // The agent CLIs (ORCA_*_BIN) and the files beside them stay visible, read-only, inside
+        // bubblewrap.
+        let agent_bins = self
+            .agent_env
+            .vars()
+            .iter()
+            .filter(|(k, _)| k.ends_with("_BIN"))
+            .filter_map(|(_, v)| Path::new(v.expose()).parent().map(Path::to_path_buf))
+            .collect();
+        let mut cmd = self.isolation.command(&self.worker_bin, &dir, &work_dir, agent_bins);
+        let cgroup = self.isolation.cgroup(spec.job_id, &spec.config_json);
+        if let Some((cg, _)) = &cgroup {
+            // SAFETY: the hook only makes raw system calls (open, write) on prepared paths.
+            unsafe { cmd.pre_exec(cg.hook()) };
+        }
         cmd.env_clear()
             .envs(spec.env(&work_dir.to_string_lossy()))
             .env("HOME", &home)
             .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
             .env("LANG", "C.UTF-8")
+            .envs(self.agent_env.vars().iter().map(|(k, v)| (*k, v.expose())))
             .current_dir(&work_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -135,6 +172,14 @@ impl Scheduler for LocalScheduler {
             };
             // Whatever the worker left behind in its group goes with it.
             let _ = killpg(pgid, Signal::SIGKILL);
+            let exit = match cgroup {
+                Some((cg, res)) => {
+                    let exit = if cg.oom_killed() { WorkerExit::OutOfMemory { limit_mb: Some(res.memory_mb.into()) } } else { exit };
+                    let _ = tokio::task::spawn_blocking(move || cg.remove()).await;
+                    exit
+                }
+                None => exit,
+            };
             let _ = tx.send(Some(exit));
             if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
                 tracing::warn!(job_id = %job_id, "could not remove {}: {e}", dir.display());
@@ -158,6 +203,10 @@ impl Scheduler for LocalScheduler {
             }
         });
         Ok(StartedWorker { output: Some(output.boxed()), exit, control: Arc::new(GroupControl { pgid, exited: rx }) })
+    }
+
+    fn validate(&self, config: &orca_core::JobConfig) -> Result<(), orca_core::ValidationErrors> {
+        self.isolation.limits().check(config)
     }
 
     async fn health(&self) -> Result<(), SchedulerError> {

@@ -1,15 +1,22 @@
 //! The scheduler port: start a job's worker somewhere, observe its output and its exit, stop it.
 //!
-//! Adapters: [`local::LocalScheduler`] (a child process). Docker and Kubernetes plug in here.
+//! Adapters: [`local::LocalScheduler`] (a child process, in bubblewrap when installed) and
+//! [`docker::DockerScheduler`] (one container per job), [`k8s::K8sScheduler`] (one Kubernetes Job per job).
 //! A scheduler knows nothing about job states or events; the job manager turns what it
 //! reports (output lines, an exit) into transitions and events.
 
+pub mod bwrap;
+pub mod cgroup;
+pub mod docker;
+pub mod isolation;
+pub mod k8s;
+pub mod limits;
 pub mod local;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use orca_core::{Job, JobId, Secret};
+use orca_core::{Job, JobConfig, JobId, Secret, ValidationErrors};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +84,13 @@ pub enum WorkerExit {
     Signaled(i32),
     /// The worker vanished or could not be observed.
     Lost(String),
+    /// The worker was killed for using more memory than its limit (the kernel's OOM killer).
+    OutOfMemory { limit_mb: Option<u64> },
+    /// The platform could not run the worker, or ended it, for this reason (e.g. an image
+    /// that cannot be pulled, an evicted pod); the text is the whole reason.
+    Failed(String),
+    /// The platform's own deadline for the worker passed (Kubernetes `activeDeadlineSeconds`).
+    DeadlineExceeded,
 }
 
 impl fmt::Display for WorkerExit {
@@ -88,6 +102,12 @@ impl fmt::Display for WorkerExit {
                 write!(f, "worker was killed by signal {s} ({name})")
             }
             Self::Lost(why) => write!(f, "worker lost: {why}"),
+            Self::OutOfMemory { limit_mb: Some(mb) } => {
+                write!(f, "worker ran out of memory (limit {mb} MiB) and was killed")
+            }
+            Self::OutOfMemory { limit_mb: None } => write!(f, "worker ran out of memory and was killed"),
+            Self::Failed(why) => f.write_str(why),
+            Self::DeadlineExceeded => write!(f, "worker passed its deadline and was stopped by the platform"),
         }
     }
 }
@@ -96,6 +116,10 @@ impl fmt::Display for WorkerExit {
 #[async_trait]
 pub trait WorkerControl: Send + Sync {
     async fn stop(&self, grace: Duration);
+
+    /// Stops delivering the worker's output (the output stream ends after the line in hand)
+    /// and leaves the worker running, for another backend to adopt.
+    async fn detach(&self) {}
 }
 
 /// A started worker.
@@ -130,4 +154,27 @@ pub trait Scheduler: Send + Sync + 'static {
 
     /// Whether workers can be started right now.
     async fn health(&self) -> Result<(), SchedulerError>;
+
+    /// Checks a submitted job's scheduler-specific settings (e.g. resource limits against the
+    /// server's maxima); errors name the fields (`config.memoryMb`).
+    fn validate(&self, _config: &JobConfig) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
+
+    /// Jobs whose workers (running or not) this scheduler still holds, e.g. containers left
+    /// by a previous backend process. Called once at start-up, after [`Scheduler::adopt`].
+    async fn leftovers(&self) -> Result<Vec<JobId>, SchedulerError> {
+        Ok(Vec::new())
+    }
+
+    /// Stops and removes whatever is left of a job's worker (the job is finished).
+    async fn discard(&self, _job_id: JobId) -> Result<(), SchedulerError> {
+        Ok(())
+    }
+
+    /// Whether workers keep running when the backend shuts down, for the next backend to
+    /// [`Scheduler::adopt`] (instead of being stopped, failing their jobs as interrupted).
+    fn keeps_workers_on_shutdown(&self) -> bool {
+        false
+    }
 }

@@ -1,17 +1,52 @@
 //! The job store port: where jobs live between requests and across restarts.
 //!
-//! Adapters: [`sqlite::SqliteJobStore`] (embedded). Every adapter passes the same conformance
-//! suite (`tests/store_conformance.rs`).
+//! Adapters: [`sqlite::SqliteJobStore`] (embedded) and [`postgres::PgJobStore`] (shared by
+//! several backend instances). Every adapter passes the same conformance suite
+//! (`tests/store_conformance.rs`).
 //!
 //! **Invariant:** a stored job only changes through [`JobStore::update_if_status`] or
 //! [`JobStore::claim_next`], both compare-and-set on the status, with the new job computed by
 //! the domain state machine (`Job::transition`). Two writers can never both win one transition.
+//!
+//! **Leases.** Besides the job itself the store keeps who is responsible for it: a claimed job
+//! gets an `owner` (a backend instance id) and a `lease_until`. The owner renews the lease with
+//! [`JobStore::heartbeat`] while it supervises the job and gives it up with
+//! [`JobStore::release`] once the job's terminal event is written. A lease that ran out means
+//! its owner died: [`JobStore::reclaim_expired`] hands such jobs to another instance, which
+//! finishes what the dead one left (requeue, fail, or write the missing terminal event).
+//! **Invariant:** a job in `scheduled` or `running` always has an owner.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use orca_core::{Job, JobFilter, JobId, JobPage, JobStatus};
 use time::OffsetDateTime;
+
+/// Who takes a lease, when, and until when.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTerms<'a> {
+    /// The backend instance id (`ORCA_INSTANCE_ID`).
+    pub owner: &'a str,
+    /// Leases that ended before this instant have expired.
+    pub now: OffsetDateTime,
+    /// The new lease's end.
+    pub until: OffsetDateTime,
+}
+
+/// A job's current lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub until: OffsetDateTime,
+}
+
+/// A job taken over from an instance whose lease ran out.
+#[derive(Debug, Clone)]
+pub struct Reclaimed {
+    pub job: Job,
+    pub previous_owner: String,
+}
 
 /// A failure of the storage itself (not of the request).
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +75,26 @@ pub trait JobStore: Send + Sync + 'static {
     /// Replaces `job` if its stored status is still `expected`; `false` if someone moved it first.
     async fn update_if_status(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError>;
 
-    /// Atomically moves the oldest queued job to `scheduled` and returns it.
-    async fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Job>, StoreError>;
+    /// Atomically moves the oldest queued job to `scheduled`, leased to `terms.owner` until
+    /// `terms.until`, and returns it. Under any number of concurrent claimers a job is claimed once.
+    async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError>;
+
+    /// Extends the leases `terms.owner` holds on `ids` to `terms.until`; returns the ids it
+    /// still holds (a missing id was taken over by another instance).
+    async fn heartbeat(&self, terms: &LeaseTerms<'_>, ids: &[JobId]) -> Result<Vec<JobId>, StoreError>;
+
+    /// Takes over (at most `limit`) jobs whose lease ended before `terms.now`, leasing them to
+    /// `terms.owner`; each is returned once to one caller, with the owner it had.
+    async fn reclaim_expired(&self, terms: &LeaseTerms<'_>, limit: u32) -> Result<Vec<Reclaimed>, StoreError>;
+
+    /// Gives up `owner`'s lease on a job; `false` if `owner` did not hold it.
+    async fn release(&self, id: JobId, owner: &str) -> Result<bool, StoreError>;
+
+    /// The job's lease, if someone holds one.
+    async fn lease(&self, id: JobId) -> Result<Option<Lease>, StoreError>;
+
+    /// The stored status of each of `ids` that exists (one round trip, for cancel polling).
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, StoreError>;
 
     /// Jobs in `scheduled` or `running`, for reconciliation at start-up.
     async fn active(&self) -> Result<Vec<Job>, StoreError>;

@@ -7,7 +7,7 @@
 //! Durability: WAL with `synchronous = NORMAL` survives a killed process (kill -9); a power
 //! loss may drop the last commits.
 
-use super::{JobStore, StoreError};
+use super::{JobStore, Lease, LeaseTerms, Reclaimed, StoreError};
 use async_trait::async_trait;
 use orca_core::{Job, JobFilter, JobId, JobPage, JobStatus, Secret, StatusChange};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -151,21 +151,117 @@ impl JobStore for SqliteJobStore {
         Ok(res.rows_affected() == 1)
     }
 
-    async fn claim_next(&self, now: OffsetDateTime) -> Result<Option<Job>, StoreError> {
-        // Bounded: each failed compare-and-set means another claimer won that job.
-        for _ in 0..32 {
+    async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError> {
+        // Each failed compare-and-set means another claimer took that job, so the queue got
+        // shorter; the bound only guards against a queue that refills faster than we claim.
+        for _ in 0..1000 {
             let row = sqlx::query("SELECT body, git_token FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1")
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
             let Some(row) = row else { return Ok(None) };
             let job = Self::decode(&row)?;
-            let next = job.transition(&StatusChange::to(JobStatus::Scheduled), now).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if self.update_if_status(&next, JobStatus::Queued).await? {
+            let next = job.transition(&StatusChange::to(JobStatus::Scheduled), terms.now).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let res = sqlx::query("UPDATE jobs SET status = ?, body = ?, owner = ?, lease_until = ? WHERE id = ? AND status = 'queued'")
+                .bind(next.status.as_str())
+                .bind(body(&next)?)
+                .bind(terms.owner)
+                .bind(micros(terms.until))
+                .bind(next.id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            if res.rows_affected() == 1 {
                 return Ok(Some(next));
             }
         }
         Ok(None)
+    }
+
+    async fn heartbeat(&self, terms: &LeaseTerms<'_>, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE jobs SET lease_until = ");
+        q.push_bind(micros(terms.until)).push(" WHERE owner = ").push_bind(terms.owner).push(" AND id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(id.to_string());
+        }
+        q.push(") RETURNING id");
+        let rows: Vec<String> = q.build_query_scalar().fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(|s| JobId::parse(s).ok_or_else(|| StoreError::Corrupt(format!("job id {s}")))).collect()
+    }
+
+    async fn reclaim_expired(&self, terms: &LeaseTerms<'_>, limit: u32) -> Result<Vec<Reclaimed>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, owner, lease_until FROM jobs WHERE owner IS NOT NULL AND lease_until < ? ORDER BY lease_until LIMIT ?",
+        )
+        .bind(micros(terms.now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let mut out = vec![];
+        for r in rows {
+            let (id, owner, until): (String, String, i64) = (r.get("id"), r.get("owner"), r.get("lease_until"));
+            // Compare-and-set on the lease we saw: of concurrent reclaimers, one wins each job.
+            let won = sqlx::query("UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ? AND owner = ? AND lease_until = ? RETURNING body, git_token")
+                .bind(terms.owner)
+                .bind(micros(terms.until))
+                .bind(&id)
+                .bind(&owner)
+                .bind(until)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            if let Some(row) = won {
+                out.push(Reclaimed { job: Self::decode(&row)?, previous_owner: owner });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn release(&self, id: JobId, owner: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE jobs SET owner = NULL, lease_until = NULL WHERE id = ? AND owner = ?")
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn lease(&self, id: JobId) -> Result<Option<Lease>, StoreError> {
+        let row = sqlx::query("SELECT owner, lease_until FROM jobs WHERE id = ? AND owner IS NOT NULL")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|r| Lease {
+            owner: r.get("owner"),
+            until: OffsetDateTime::from_unix_timestamp_nanos(i128::from(r.get::<i64, _>("lease_until")) * 1000)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        }))
+    }
+
+    async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, status FROM jobs WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(id.to_string());
+        }
+        q.push(")");
+        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.into_iter()
+            .map(|(id, st)| {
+                let id = JobId::parse(&id).ok_or_else(|| StoreError::Corrupt(format!("job id {id}")))?;
+                Ok((id, st.parse().map_err(StoreError::Corrupt)?))
+            })
+            .collect()
     }
 
     async fn active(&self) -> Result<Vec<Job>, StoreError> {

@@ -13,6 +13,7 @@
 //! `X-Orca-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">` (see [`sign`]).
 
 pub mod policy;
+pub mod postgres;
 pub mod sign;
 pub mod sqlite;
 pub mod store;

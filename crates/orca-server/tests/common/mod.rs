@@ -1,5 +1,12 @@
 //! Test support: a real Orca server on a random port with a temporary data dir, and a client.
+//!
+//! With `ORCA_TEST_BACKENDS=postgres-redis` every [`TestServer`] keeps its jobs in a fresh
+//! PostgreSQL database and its events under a fresh Redis key prefix (see [`backends`]), so
+//! the same tests prove the same behaviour on both stacks; a restart on the same data dir
+//! reuses the same database and prefix.
 #![allow(dead_code)]
+
+pub mod backends;
 
 use futures::StreamExt;
 use orca_server::Server;
@@ -32,6 +39,11 @@ impl TestServer {
             ("ORCA_DATA_DIR".into(), data_dir.display().to_string()),
             ("ORCA_STOP_GRACE_SECONDS".into(), "3".into()),
         ]);
+        if external_backends() && !extra.iter().any(|(k, _)| *k == "DATABASE_URL") {
+            for (k, v) in backends_for(data_dir).await {
+                env.insert(k, v);
+            }
+        }
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }
@@ -41,6 +53,11 @@ impl TestServer {
         let url = format!("http://{}", server.addr);
         let ws = format!("ws://{}", server.addr);
         TestServer { url, ws, data_dir: data_dir.to_owned(), server: Some(server), http: client() }
+    }
+
+    /// Whether this server runs on PostgreSQL and Redis (`ORCA_TEST_BACKENDS=postgres-redis`).
+    pub fn on_postgres_redis(&self) -> bool {
+        external_backends()
     }
 
     pub async fn stop(mut self) {
@@ -133,4 +150,32 @@ pub fn assert_consecutive(events: &[Value], first: u64) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["id"].as_u64().unwrap(), first + i as u64, "event {i}: {e}");
     }
+}
+
+/// `ORCA_TEST_BACKENDS=postgres-redis`: run servers on PostgreSQL and Redis.
+pub fn external_backends() -> bool {
+    std::env::var("ORCA_TEST_BACKENDS").is_ok_and(|v| v == "postgres-redis")
+}
+
+/// DATABASE_URL, REDIS_URL and ORCA_REDIS_PREFIX for a server on `data_dir`: made once per
+/// data dir (a fresh database and prefix) and remembered there for restarts.
+async fn backends_for(data_dir: &Path) -> Vec<(String, String)> {
+    let memo = data_dir.join(".test-backends.json");
+    if let Ok(text) = std::fs::read_to_string(&memo) {
+        return serde_json::from_str(&text).unwrap();
+    }
+    let what = "ORCA_TEST_BACKENDS=postgres-redis";
+    let (Some(admin), Some(redis)) = (backends::engine("ORCA_TEST_DATABASE_URL", what), backends::engine("ORCA_TEST_REDIS_URL", what)) else {
+        panic!("{what} needs ORCA_TEST_DATABASE_URL and ORCA_TEST_REDIS_URL (see scripts/setup/)");
+    };
+    let db = backends::TestDb::create_on(&admin).await;
+    let prefix = format!("orca-test-{}", uuid::Uuid::now_v7().simple());
+    let vars = vec![
+        ("DATABASE_URL".to_owned(), db.url.clone()),
+        ("REDIS_URL".to_owned(), redis),
+        ("ORCA_REDIS_PREFIX".to_owned(), prefix),
+    ];
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::fs::write(&memo, serde_json::to_string(&vars).unwrap()).unwrap();
+    vars
 }

@@ -6,7 +6,7 @@
 //! events instead of empty texts), `usage`, then `result`, with `echoDelayMs` between
 //! events. With `echoExitCode` set it fails after the text events instead.
 
-use super::{Agent, AgentContext, AgentFailure};
+use super::{Agent, AgentContext, AgentFailure, Stop, StopSignal};
 use crate::sink::Emitter;
 use orca_core::AgentEvent;
 use orca_core::event::Usage;
@@ -26,7 +26,12 @@ impl Agent for EchoAgent {
         let cfg = &ctx.config;
         let steps = cfg.echo_steps.unwrap_or(DEFAULT_STEPS) as usize;
         let delay = Duration::from_millis(cfg.echo_delay_ms.unwrap_or(DEFAULT_DELAY_MS));
-        let mut out = Paced { events, delay, started: false };
+        let mut out = Paced { events, delay, started: false, stop: ctx.stop.clone() };
+        // Sandbox test knobs (see `crate::probe`): memory held until the agent ends, a report.
+        let _ballast = cfg.echo_alloc_mb.map(crate::probe::allocate);
+        if cfg.echo_probe == Some(true) {
+            out.say(crate::probe::report_event(&ctx.dir)).await;
+        }
 
         out.say(AgentEvent::Session { session_id: Some(ctx.job_id.clone()), model: Some("echo".into()) }).await;
         let head: String = ctx.prompt.chars().take(TOOL_INPUT_CHARS).collect();
@@ -42,6 +47,9 @@ impl Agent for EchoAgent {
                 AgentEvent::Text { text: chunk.to_owned() }
             };
             out.say(event).await;
+            if *out.stop.borrow() == Stop::Terminate {
+                return Err(AgentFailure::new("echo agent stopped by SIGTERM", crate::exit_code::SIGTERM));
+            }
         }
         if let Some(code) = cfg.echo_exit_code {
             return Err(AgentFailure::new(format!("echo agent asked to exit with code {code}"), code));
@@ -55,6 +63,8 @@ impl Agent for EchoAgent {
             num_turns: Some(1),
             duration_ms: None,
             usage: None,
+            session_id: Some(ctx.job_id.clone()),
+            reason: None,
         })
         .await;
         Ok(())
@@ -62,16 +72,32 @@ impl Agent for EchoAgent {
 }
 
 /// Emits events with `delay` between consecutive ones.
+/// A SIGTERM request cuts the current delay short.
 struct Paced<'a> {
     events: &'a Emitter,
     delay: Duration,
     started: bool,
+    stop: StopSignal,
 }
 
 impl Paced<'_> {
     async fn say(&mut self, event: AgentEvent) {
-        if self.started && !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
+        if self.started && !self.delay.is_zero() && *self.stop.borrow() != Stop::Terminate {
+            let sleep = tokio::time::sleep(self.delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    changed = self.stop.changed() => match changed {
+                        Ok(()) if *self.stop.borrow() == Stop::Terminate => break,
+                        Ok(()) => {}
+                        Err(_) => {
+                            (&mut sleep).await;
+                            break;
+                        }
+                    },
+                }
+            }
         }
         self.started = true;
         self.events.emit(event).await;
@@ -139,12 +165,7 @@ mod tests {
     #[tokio::test]
     async fn echo_emits_the_expected_sequence() {
         let (events, mut rx) = Emitter::channel(64);
-        let ctx = AgentContext {
-            job_id: "job-1".into(),
-            prompt: "say hello to the world".into(),
-            dir: ".".into(),
-            config: orca_core::JobConfig { echo_delay_ms: Some(0), ..Default::default() },
-        };
+        let ctx = AgentContext::new("job-1", "say hello to the world", ".", orca_core::JobConfig { echo_delay_ms: Some(0), ..Default::default() });
         EchoAgent.run(&ctx, &events).await.unwrap();
         drop(events);
         let mut got = Vec::new();
@@ -173,7 +194,7 @@ mod tests {
             echo_exit_code: Some(3),
             ..Default::default()
         };
-        let ctx = AgentContext { job_id: "j".into(), prompt: "p q".into(), dir: ".".into(), config };
+        let ctx = AgentContext::new("j", "p q", ".", config);
         let err = EchoAgent.run(&ctx, &events).await.unwrap_err();
         assert_eq!(err, AgentFailure::new("echo agent asked to exit with code 3", 3));
         drop(events);
