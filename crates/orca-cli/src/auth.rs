@@ -55,12 +55,10 @@ async fn status(args: &AuthArgs) -> anyhow::Result<u8> {
     if let Some(email) = &s.account_email {
         details.push(format!("account {email}"));
     }
-    if let Some(ms) = s.expires_at_ms {
-        if let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
-            let when = t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-            let state = if t < OffsetDateTime::now_utc() { "expired; Claude Code refreshes it on the next run" } else { "valid" };
-            details.push(format!("access token {state} until {when}"));
-        }
+    if let Some(t) = s.expires_at_ms.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()) {
+        let when = t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let state = if t < OffsetDateTime::now_utc() { "expired; Claude Code refreshes it on the next run" } else { "valid" };
+        details.push(format!("access token {state} until {when}"));
     }
     let details = if details.is_empty() { String::new() } else { format!(" ({})", details.join(", ")) };
     println!("Logged in{details}; volume {}.", args.volume);

@@ -18,6 +18,7 @@ mod auth;
 mod client;
 mod dev;
 mod job;
+mod k8s_dev;
 mod render;
 mod serve;
 mod stream;
@@ -106,6 +107,10 @@ pub struct DevArgs {
     /// The compose file for --compose.
     #[arg(long, value_name = "FILE", default_value = "docker/docker-compose.yml", requires = "compose")]
     pub compose_file: PathBuf,
+    /// Run on a local k3d cluster `orca-dev` instead: PostgreSQL and Redis in the cluster, each
+    /// job a Kubernetes Job (needs Docker, k3d and kubectl); the cluster is deleted on exit.
+    #[arg(long, conflicts_with = "compose")]
+    pub k8s: bool,
 }
 
 /// Options of `orca migrate`.

@@ -17,6 +17,9 @@ use std::io::Write;
 
 /// Runs the whole stack locally for development.
 pub async fn dev(args: &DevArgs) -> anyhow::Result<()> {
+    if args.k8s {
+        return crate::k8s_dev::run(args).await;
+    }
     let mut env: HashMap<String, String> = std::env::vars().collect();
     env.insert("HOST".into(), args.host.clone());
     env.insert("PORT".into(), args.port.to_string());
@@ -43,7 +46,7 @@ pub async fn server(args: &ServerArgs) -> anyhow::Result<()> {
     run(&env, false).await
 }
 
-async fn run(env: &HashMap<String, String>, dev: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(env: &HashMap<String, String>, dev: bool) -> anyhow::Result<()> {
     let config = Config::from_vars(env)?;
     orca_server::telemetry::init(&config.log_level, config.log_format);
     let server = Server::start(&config).await.context("cannot start the Orca server")?;

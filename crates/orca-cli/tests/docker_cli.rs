@@ -135,7 +135,7 @@ impl Dev {
         // With --follow --json: one object per line; the last one counts.
         let out = String::from_utf8_lossy(&o.stdout);
         serde_json::from_str(&out)
-            .or_else(|_| serde_json::from_str(out.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default()))
+            .or_else(|_| serde_json::from_str(out.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
     }
 
@@ -211,4 +211,56 @@ fn dev_runs_jobs_in_docker_when_it_can_and_says_so_when_it_cannot() {
     }
     dev.stop();
     assert!(!container_exists(&long_id), "orca dev removed its worker container on exit");
+}
+
+#[test]
+fn a_killed_dev_server_adopts_its_running_container_after_a_restart() {
+    if !docker_ok("a_killed_dev_server_adopts") {
+        return;
+    }
+    let image = worker_image();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("WORKER_IMAGE", image.as_str())];
+    let dev = Dev::start(dir.path(), &env);
+    let words: Vec<String> = (1..=30).map(|i| format!("w{i}")).collect();
+    let prompt = words.join(" ");
+    let job = dev.job(&["job", "submit", "--prompt", &prompt, "--config", "echoSteps=30", "--config", "echoDelayMs=200", "--json"]);
+    let id = job["id"].as_str().unwrap().to_owned();
+    let t = Instant::now();
+    while !container_exists(&id) {
+        assert!(t.elapsed() < Duration::from_secs(30), "no container for {id}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut dev = dev;
+    dev.child.kill().unwrap(); // SIGKILL: no clean-up at all
+    dev.child.wait().unwrap();
+    assert!(container_exists(&id), "the container outlives a crashed backend");
+    std::thread::sleep(Duration::from_millis(1000));
+    let dev = Dev::start(dir.path(), &env);
+    let t = Instant::now();
+    let done = loop {
+        let j = dev.job(&["job", "status", &id, "--json"]);
+        if j["status"] != "running" {
+            break j;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "job still running after the restart");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let o = Command::new(env!("CARGO_BIN_EXE_orca")).args(["job", "logs", &id, "--json"]).env("ORCA_API_URL", &dev.url).output().unwrap();
+    let events: Vec<Value> = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["id"].as_u64(), Some(i as u64 + 1), "consecutive ids");
+    }
+    let texts: Vec<u32> = events
+        .iter()
+        .filter(|e| e["type"] == "text")
+        .map(|e| e["text"].as_str().unwrap().trim().trim_start_matches('w').parse().unwrap())
+        .collect();
+    assert!(texts.windows(2).all(|w| w[0] < w[1]), "no text stored twice, all in order: {texts:?}");
+    // A crash may lose the one line in flight, never more.
+    assert!(texts.len() >= 29, "{texts:?}");
+    dev.stop();
+    assert!(!container_exists(&id));
 }

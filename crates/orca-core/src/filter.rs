@@ -19,6 +19,8 @@ pub struct JobFilter {
     pub status: Vec<JobStatus>,
     pub agent_type: Option<AgentType>,
     pub repo_url: Option<String>,
+    /// Retries of this job.
+    pub retry_of: Option<crate::JobId>,
     /// Jobs created at or after this instant.
     pub since: Option<OffsetDateTime>,
     pub limit: u32,
@@ -27,7 +29,7 @@ pub struct JobFilter {
 
 impl Default for JobFilter {
     fn default() -> Self {
-        Self { status: vec![], agent_type: None, repo_url: None, since: None, limit: DEFAULT_LIMIT, offset: 0 }
+        Self { status: vec![], agent_type: None, repo_url: None, retry_of: None, since: None, limit: DEFAULT_LIMIT, offset: 0 }
     }
 }
 
@@ -51,6 +53,10 @@ impl JobFilter {
                     Err(m) => errs.push("agentType", m),
                 },
                 "repoUrl" => f.repo_url = Some(v.to_owned()),
+                "retryOf" => match crate::JobId::parse(v) {
+                    Some(id) => f.retry_of = Some(id),
+                    None => errs.push("retryOf", "must be a job id"),
+                },
                 "since" => match OffsetDateTime::parse(v, &Rfc3339) {
                     Ok(t) => f.since = Some(t),
                     Err(_) => errs.push("since", "must be an RFC 3339 timestamp, e.g. 2026-12-04T10:00:00Z"),
@@ -63,7 +69,7 @@ impl JobFilter {
                     Ok(n) if n <= MAX_OFFSET => f.offset = n,
                     _ => errs.push("offset", format!("must be a whole number from 0 to {MAX_OFFSET}")),
                 },
-                other => errs.push(other, "is not a known filter; known: status, agentType, repoUrl, since, limit, offset"),
+                other => errs.push(other, "is not a known filter; known: status, agentType, repoUrl, retryOf, since, limit, offset"),
             }
         }
         errs.into_result(f)
@@ -74,6 +80,7 @@ impl JobFilter {
         (self.status.is_empty() || self.status.contains(&job.status))
             && self.agent_type.as_ref().is_none_or(|a| *a == job.agent_type)
             && self.repo_url.as_ref().is_none_or(|r| job.repo_url.as_ref() == Some(r))
+            && self.retry_of.is_none_or(|r| job.retry_of == Some(r))
             && self.since.is_none_or(|s| job.created_at >= s)
     }
 }

@@ -7,7 +7,7 @@ use crate::agent::AgentType;
 use crate::agent_options::PushBranch;
 use crate::changes::ChangesSummary;
 use crate::event::Usage;
-use crate::state::{IllegalTransition, JobStatus, StatusChange};
+use crate::state::{FailureClass, IllegalTransition, JobStatus, StatusChange};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use time::OffsetDateTime;
@@ -152,6 +152,9 @@ pub struct Job {
     pub finished_at: Option<OffsetDateTime>,
     pub exit_code: Option<i32>,
     pub failure_reason: Option<String>,
+    /// For failed and timed-out jobs: agent, infrastructure or limit.
+    #[serde(default)]
+    pub failure_class: Option<FailureClass>,
     pub retry_of: Option<JobId>,
     /// Usage, cost, session and results of the run (flattened into the job's JSON).
     #[serde(flatten, default)]
@@ -180,6 +183,7 @@ impl Job {
             if to != JobStatus::Succeeded {
                 next.failure_reason = change.reason.clone();
             }
+            next.failure_class = change.class.filter(|_| FailureClass::default_for(to).is_some()).or(FailureClass::default_for(to));
         }
         Ok(next)
     }
@@ -194,6 +198,7 @@ impl Job {
             finished_at: None,
             exit_code: None,
             failure_reason: None,
+            failure_class: None,
             retry_of: Some(self.id),
             outcome: JobOutcome::default(),
             ..self.clone()
@@ -223,6 +228,7 @@ mod tests {
             finished_at: None,
             exit_code: None,
             failure_reason: None,
+            failure_class: None,
             retry_of: None,
             outcome: JobOutcome::default(),
         }
@@ -270,6 +276,7 @@ mod tests {
         let failed = StatusChange::to(JobStatus::Failed).with_reason("boom").with_exit_code(Some(3));
         let j = j.transition(&failed, t2).unwrap();
         assert_eq!((j.finished_at, j.exit_code, j.failure_reason.as_deref()), (Some(t2), Some(3), Some("boom")));
+        assert_eq!(j.failure_class, Some(FailureClass::Infrastructure), "the default for a failure the backend decides");
         let err = j.transition(&StatusChange::to(JobStatus::Running), t2).unwrap_err();
         assert_eq!((err.from, err.to), (JobStatus::Failed, JobStatus::Running));
     }

@@ -25,5 +25,5 @@ pub use filter::{JobFilter, JobPage};
 pub use changes::{Changes, ChangesSummary};
 pub use job::{Job, JobConfig, JobId, JobOutcome, Secret};
 pub use new_job::NewJob;
-pub use state::{IllegalTransition, JobStatus, StatusChange};
+pub use state::{FailureClass, IllegalTransition, JobStatus, StatusChange};
 pub use validation::{FieldError, ValidationErrors};

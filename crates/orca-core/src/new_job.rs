@@ -137,6 +137,7 @@ impl NewJob {
             finished_at: None,
             exit_code: None,
             failure_reason: None,
+            failure_class: None,
             retry_of: None,
             outcome: Default::default(),
         }

@@ -106,6 +106,32 @@ pub struct IllegalTransition {
     pub to: JobStatus,
 }
 
+/// Who or what made a job fail or time out, so users and retry policies can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// The agent ran and failed (a model error, max turns, a non-zero exit of its own).
+    Agent,
+    /// Orca or its platform failed: the worker could not start, the clone or push failed,
+    /// the container or pod was lost, the backend restarted or shut down.
+    Infrastructure,
+    /// A limit was hit: the job's timeout, the sandbox's memory.
+    Limit,
+}
+
+impl FailureClass {
+    /// The class a `failed` or `timed_out` change gets when its caller names none: a timeout
+    /// is a limit; any other failure the backend decides on its own is infrastructure (agent
+    /// failures are only known from the worker's exit, where the caller says so).
+    pub fn default_for(status: JobStatus) -> Option<FailureClass> {
+        match status {
+            JobStatus::TimedOut => Some(FailureClass::Limit),
+            JobStatus::Failed => Some(FailureClass::Infrastructure),
+            _ => None,
+        }
+    }
+}
+
 /// A requested status change together with what it records on the job.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatusChange {
@@ -114,6 +140,8 @@ pub struct StatusChange {
     pub reason: Option<String>,
     /// The worker's exit code, when it exited.
     pub exit_code: Option<i32>,
+    /// For `failed` and `timed_out`: whose failure it was (default: [`FailureClass::default_for`]).
+    pub class: Option<FailureClass>,
 }
 
 impl StatusChange {
@@ -128,6 +156,11 @@ impl StatusChange {
 
     pub fn with_exit_code(mut self, code: Option<i32>) -> Self {
         self.exit_code = code;
+        self
+    }
+
+    pub fn with_class(mut self, class: FailureClass) -> Self {
+        self.class = Some(class);
         self
     }
 }

@@ -4,8 +4,10 @@
 //! message naming the variable. Nothing else in the server reads the environment.
 
 mod backends;
+mod k8s;
 mod sandbox;
 
+pub use k8s::K8sConfig;
 pub use backends::{EventsBackend, RedisEvents};
 pub use sandbox::{DockerConfig, LocalSandbox, SandboxConfig};
 
@@ -30,6 +32,8 @@ pub enum SchedulerKind {
     Local,
     /// One container per job (`ORCA_SCHEDULER=docker`).
     Docker,
+    /// One Kubernetes Job per job (`ORCA_SCHEDULER=k8s`).
+    K8s,
 }
 
 /// Log output format.
@@ -64,6 +68,8 @@ pub struct Config {
     pub agent_env: crate::agent_env::AgentEnv,
     /// Worker image, network, resource limits, local sandbox (see `config/sandbox.rs`).
     pub sandbox: SandboxConfig,
+    /// Namespace, kubeconfig and workers' Redis URL of `ORCA_SCHEDULER=k8s` (see `config/k8s.rs`).
+    pub k8s: K8sConfig,
 }
 
 /// A configuration problem, naming the variable.
@@ -115,7 +121,7 @@ impl Config {
         let scheduler = match get("ORCA_SCHEDULER") {
             None | Some("local") => SchedulerKind::Local,
             Some("docker") => SchedulerKind::Docker,
-            Some("k8s") => return Err(bad("ORCA_SCHEDULER", "k8s is not available in this build yet; use local or docker")),
+            Some("k8s") => SchedulerKind::K8s,
             Some(_) => return Err(bad("ORCA_SCHEDULER", "must be local, docker or k8s")),
         };
         let worker_bin = get("ORCA_WORKER_BIN").map(PathBuf::from);
@@ -130,7 +136,7 @@ impl Config {
         let webhooks = webhook_config(&get, &bad)?;
         let agent_env = crate::agent_env::AgentEnv::from_vars(env)
             .map_err(|e| ConfigError { var: e.var, value: "[not shown]".into(), problem: e.problem })?;
-        Ok(Config { host, port, log_level, log_format, data_dir, store, events, cluster, scheduler, worker_bin, max_concurrent_jobs, stop_grace, webhooks, agent_env, sandbox: sandbox::parse(&get)? })
+        Ok(Config { host, port, log_level, log_format, data_dir, store, events, cluster, scheduler, worker_bin, max_concurrent_jobs, stop_grace, webhooks, agent_env, sandbox: sandbox::parse(&get)?, k8s: k8s::parse(&get)? })
     }
 }
 

@@ -72,6 +72,11 @@ impl Server {
                     .context("starting the Docker scheduler (ORCA_SCHEDULER=docker)")?
                     .with_agent_env(config.agent_env.clone()),
             ),
+            SchedulerKind::K8s => Arc::new(
+                scheduler::k8s::K8sScheduler::connect(scheduler::k8s::Settings::from_config(config))
+                    .await
+                    .context("starting the Kubernetes scheduler (ORCA_SCHEDULER=k8s)")?,
+            ),
         };
         let manager = JobManager::new(
             store,

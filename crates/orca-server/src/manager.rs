@@ -20,7 +20,7 @@ use crate::events::EventBus;
 use crate::scheduler::{Scheduler, WorkerExit, WorkerSpec};
 use crate::store::{JobStore, StoreError};
 use futures::StreamExt;
-use orca_core::{AgentEvent, Job, JobFilter, JobId, JobPage, JobStatus, NewJob, StatusChange};
+use orca_core::{AgentEvent, FailureClass, Job, JobFilter, JobId, JobPage, JobStatus, NewJob, StatusChange};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -138,8 +138,7 @@ impl JobManager {
     pub async fn submit(&self, new: NewJob) -> Result<Job, ManagerError> {
         self.scheduler.validate(&new.config).map_err(ManagerError::Invalid)?;
         let job = new.into_job(Self::now());
-        self.store.insert(&job).await?;
-        self.bus.append(job.id, AgentEvent::status(JobStatus::Queued, None, None)).await?;
+        self.enqueue(&job, None).await?;
         tracing::info!(job_id = %job.id, agent = %job.agent_type, "job queued");
         self.wake.notify_one();
         Ok(job)
@@ -191,8 +190,7 @@ impl JobManager {
             return Err(ManagerError::Conflict(format!("job {id} is still {}; only finished jobs can be retried", job.status)));
         }
         let new = job.retry(Self::now());
-        self.store.insert(&new).await?;
-        self.bus.append(new.id, AgentEvent::status(JobStatus::Queued, Some(format!("retry of {id}")), None)).await?;
+        self.enqueue(&new, Some(format!("retry of {id}"))).await?;
         tracing::info!(job_id = %new.id, retry_of = %id, "job queued (retry)");
         self.wake.notify_one();
         Ok(new)
@@ -271,6 +269,7 @@ impl JobManager {
         let worker = match adopted {
             Some(w) => w,
             None => {
+                self.await_queued_event(id).await;
                 self.bus.append(id, AgentEvent::status(JobStatus::Scheduled, None, None)).await?;
                 if cancel.is_cancelled() {
                     return self.finish(id, StatusChange::to(JobStatus::Cancelled)).await;
@@ -391,10 +390,23 @@ fn outcome(job: &Job, kill: Option<KillReason>, exit: &WorkerExit) -> StatusChan
             }
             WorkerExit::DeadlineExceeded => StatusChange::to(JobStatus::TimedOut)
                 .with_reason(format!("exceeded timeoutSeconds={} and was stopped by Kubernetes (activeDeadlineSeconds)", job.timeout_seconds)),
-            other => StatusChange::to(JobStatus::Failed).with_reason(other.to_string()),
+            WorkerExit::OutOfMemory { .. } => StatusChange::to(JobStatus::Failed).with_reason(exit.to_string()).with_class(FailureClass::Limit),
+            WorkerExit::Exited(c) => StatusChange::to(JobStatus::Failed).with_reason(exit.to_string()).with_class(class_of_exit(*c)),
+            other => StatusChange::to(JobStatus::Failed).with_reason(other.to_string()).with_class(FailureClass::Infrastructure),
         },
     };
     change.with_exit_code(code)
+}
+
+/// Whose failure a worker's exit code means (the worker's exit-code table, see orca-worker).
+fn class_of_exit(code: i32) -> FailureClass {
+    match code {
+        // bad environment, clone failed, push failed, stopped by a signal, event reader gone
+        2 | 3 | 4 | 130 | 141 | 143 => FailureClass::Infrastructure,
+        WORKER_EXIT_TIMEOUT => FailureClass::Limit,
+        // 1: the agent failed; anything else is the agent's own exit status
+        _ => FailureClass::Agent,
+    }
 }
 
 /// Copies a worker's event lines into the bus. Workers may not write `status` events: those
@@ -430,5 +442,12 @@ mod tests {
         assert_eq!(outcome(&j, None, &WorkerExit::Exited(124)).to, Some(JobStatus::TimedOut));
         assert_eq!(outcome(&j, Some(KillReason::Cancelled), &WorkerExit::Exited(143)).to, Some(JobStatus::Cancelled));
         assert_eq!(outcome(&j, Some(KillReason::TimedOut), &WorkerExit::Signaled(9)).to, Some(JobStatus::TimedOut));
+        let class = |exit: WorkerExit| outcome(&j, None, &exit).class;
+        assert_eq!(class(WorkerExit::Exited(1)), Some(FailureClass::Agent));
+        assert_eq!(class(WorkerExit::Exited(42)), Some(FailureClass::Agent));
+        assert_eq!(class(WorkerExit::Exited(3)), Some(FailureClass::Infrastructure));
+        assert_eq!(class(WorkerExit::Signaled(9)), Some(FailureClass::Infrastructure));
+        assert_eq!(class(WorkerExit::Lost("gone".into())), Some(FailureClass::Infrastructure));
+        assert_eq!(class(WorkerExit::OutOfMemory { limit_mb: Some(64) }), Some(FailureClass::Limit));
     }
 }

@@ -170,6 +170,11 @@ async fn retry_creates_a_linked_job_that_runs_again() {
     assert_eq!(st, 201, "{retry}");
     assert_eq!(retry["retryOf"], id.as_str());
     assert_ne!(retry["id"], id.as_str());
+    let (_, second) = s.post(&format!("/api/v1/jobs/{id}/retry"), json!({})).await;
+    let original = s.job(&id).await;
+    assert_eq!(original["retries"], json!([retry["id"], second["id"]]), "the original lists its retries, oldest first");
+    let (_, page) = s.get(&format!("/api/v1/jobs?retryOf={id}")).await;
+    assert_eq!(page["total"], 2);
     let again = s.wait_terminal(retry["id"].as_str().unwrap()).await;
     assert_eq!(again["status"], "failed", "same request, same outcome");
     let all = s.http.get(format!("{}/api/v1/jobs", s.url)).send().await.unwrap().text().await.unwrap();

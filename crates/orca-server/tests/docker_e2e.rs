@@ -197,3 +197,39 @@ async fn containers_of_finished_jobs_are_removed_at_start_and_others_left_alone(
     other.stop().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_api_key_reaches_the_worker_over_stdin_and_the_login_volume_stays_out() {
+    let Some(docker) = docker_support::docker("an_api_key_reaches_the_worker_over_stdin").await else { return };
+    let key = "sk-ant-api03-docker-e2e-SECRET-KEY";
+    // Without a key, workers mount the login volume.
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), &[]).await;
+    let id = s.echo("with the login", 1000, 100).await;
+    s.wait_status(&id, |st| st == "running", Duration::from_secs(30)).await;
+    let (_, info) = docker_support::container(&docker, &id).await.unwrap();
+    let mounts: Vec<&str> = info["Mounts"].as_array().unwrap().iter().filter_map(|m| m["Name"].as_str()).collect();
+    assert!(mounts.contains(&"orca-test-claude-creds"), "{mounts:?}");
+    s.post(&format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+    s.stop().await;
+    // With ANTHROPIC_API_KEY the key takes precedence: no login volume, the key over stdin.
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), &[("ANTHROPIC_API_KEY", key)]).await;
+    let id = s
+        .submit(json!({"prompt": "with a key", "config": {"echoProbe": true, "echoSteps": 200, "echoDelayMs": 50}}))
+        .await;
+    s.wait_status(&id, |st| st == "running", Duration::from_secs(30)).await;
+    let (_, info) = docker_support::container(&docker, &id).await.unwrap();
+    assert!(!info.to_string().contains("SECRET-KEY"), "the key is not in docker inspect");
+    let named: Vec<&str> = info["Mounts"].as_array().unwrap().iter().filter_map(|m| m["Name"].as_str()).collect();
+    assert!(!named.contains(&"orca-test-claude-creds"), "{named:?}");
+    let job = s.wait_terminal(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (events, _) = s.stream(&id, None).await;
+    let probe = events.iter().find(|e| e["source"] == "sandbox-probe").expect("probe");
+    let names = probe["data"]["envNames"].as_array().unwrap();
+    assert!(names.contains(&json!("ANTHROPIC_API_KEY")), "the worker has the key: {names:?}");
+    assert!(!names.contains(&json!("ORCA_SECRETS")) && !names.contains(&json!("GIT_TOKEN")), "{names:?}");
+    assert!(!serde_json::to_string(&events).unwrap().contains("SECRET-KEY"));
+    s.stop().await;
+}

@@ -268,6 +268,7 @@ async fn adopt_follows_a_running_job_from_its_cursor_and_reports_gone_ones() {
     // A Job that finished while no backend watched reports its real end.
     let k = echo_job();
     let (_w, k8s_k, pod_k) = start(&fake, &sched, &k).await;
+    fake.close_log(&pod_k);
     fake.put("pods", pod(&k8s_k, &pod_k, "Failed", terminated(5, "Error")));
     fake.set_job_status(&format!("orca-job-{}", k.id), condition("Failed", "BackoffLimitExceeded"));
     let (exit, output) = exit_of(sched2.adopt(&k).await.unwrap().unwrap()).await;

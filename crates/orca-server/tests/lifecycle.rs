@@ -102,6 +102,7 @@ async fn a_crashing_worker_fails_its_job_with_the_exit_status() {
     assert!(events.iter().any(|e| e["type"] == "error"), "the worker said why: {events:?}");
     let job = s.job(&id).await;
     assert_eq!((job["status"].as_str(), job["exitCode"].as_i64()), (Some("failed"), Some(42)));
+    assert_eq!(job["failureClass"], "agent");
     s.stop().await;
 }
 
@@ -117,6 +118,7 @@ async fn a_worker_killed_by_a_signal_fails_its_job() {
     let job = s.wait_terminal(&id).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["failureReason"], "worker was killed by signal 9 (SIGKILL)");
+    assert_eq!(job["failureClass"], "infrastructure");
     s.stop().await;
 }
 
@@ -142,6 +144,7 @@ async fn a_job_over_its_timeout_ends_timed_out() {
     assert_eq!(statuses(&events).last().unwrap(), "timed_out", "{events:?}");
     let job = s.job(&id).await;
     assert_eq!(job["status"], "timed_out");
+    assert_eq!(job["failureClass"], "limit");
     assert!(job["failureReason"].as_str().unwrap().contains("timeoutSeconds=1"), "{job}");
     s.stop().await;
 }

@@ -9,7 +9,8 @@
 //! many of [`PROBE_THREADS`] threads could start, and why the next one could not),
 //! `pidNamespaceInit` (PID 1's command line), `tmpEntries`, `ancestors` (the directories above
 //! the working directory, each with the names it lists, so a test can see what of the host is
-//! visible) and `homeEntries` (what `/root` and `/home` list).
+//! visible), `homeEntries` (what `/root` and `/home` list) and `envNames` (the names, never
+//! the values, of the worker's environment variables).
 
 use orca_core::AgentEvent;
 use serde_json::{Value, json};
@@ -68,19 +69,26 @@ pub fn report(dir: &Path) -> Value {
         "tmpEntries": list(Path::new("/tmp")),
         "ancestors": ancestors,
         "homeEntries": {"/root": list(Path::new("/root")), "/home": list(Path::new("/home"))},
+        "envNames": env_names(),
     })
+}
+
+fn env_names() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
 }
 
 /// `ro` or `rw`: the options of the mount at `/` (the last one listed wins).
 fn root_mount_mode() -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let opts = info.lines().filter_map(|l| {
+    let mut opts = info.lines().filter_map(|l| {
         let mut f = l.split(' ');
         let mount_point = f.nth(4)?;
         let options = f.next()?;
         (mount_point == "/").then(|| options.to_owned())
     });
-    let last = opts.last()?;
+    let last = opts.next_back()?;
     Some(if last.split(',').any(|o| o == "ro") { "ro".into() } else { "rw".into() })
 }
 

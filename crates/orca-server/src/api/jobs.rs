@@ -27,8 +27,14 @@ pub async fn submit(State(s): State<AppState>, body: Result<Bytes, BytesRejectio
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(job)))
 }
 
-pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.manager.get(parse_id(&id)?).await?))
+/// The job, plus `retries`: the ids of the jobs retried from it, oldest first.
+pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let job = s.manager.get(parse_id(&id)?).await?;
+    let filter = JobFilter { retry_of: Some(job.id), limit: orca_core::filter::MAX_LIMIT, ..JobFilter::default() };
+    let retries: Vec<String> = s.manager.list(&filter).await?.jobs.iter().rev().map(|j| j.id.to_string()).collect();
+    let mut body = serde_json::to_value(&job).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body["retries"] = serde_json::json!(retries);
+    Ok(Json(body))
 }
 
 pub async fn list(State(s): State<AppState>, RawQuery(q): RawQuery) -> Result<Json<JobPage>, ApiError> {

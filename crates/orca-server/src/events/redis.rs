@@ -35,7 +35,7 @@ use orca_core::{AgentEvent, EVENT_SCHEMA_VERSION, EventId, EventRecord, JobId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast};
 
@@ -66,7 +66,6 @@ pub(crate) struct Inner {
 struct Writer {
     id: String,
     seq: u64,
-    used: Instant,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BusError {
@@ -120,14 +119,15 @@ impl Inner {
 
     fn writer_for(&self, job: JobId) -> Arc<Mutex<Writer>> {
         let mut map = self.writers.lock().expect("writers poisoned");
-        if map.len() > WRITERS_KEPT {
-            // Forget idle records nobody holds; a later append starts a new writer id.
-            map.retain(|_, w| Arc::strong_count(w) > 1 || w.try_lock().map_or(true, |w| w.used.elapsed() < Duration::from_secs(300)));
+        if map.len() >= WRITERS_KEPT {
+            // Forget every record no append holds right now (a later append to that job simply
+            // starts a new writer id); this runs once per WRITERS_KEPT new jobs at most.
+            map.retain(|_, w| Arc::strong_count(w) > 1);
         }
         map.entry(job)
             .or_insert_with(|| {
                 let n = self.incarnations.fetch_add(1, Ordering::Relaxed);
-                Arc::new(Mutex::new(Writer { id: format!("{}.{n}", self.writer), seq: 0, used: Instant::now() }))
+                Arc::new(Mutex::new(Writer { id: format!("{}.{n}", self.writer), seq: 0 }))
             })
             .clone()
     }
@@ -189,7 +189,6 @@ impl EventBus for RedisEventBus {
         let writer = inner.writer_for(job);
         let mut w = writer.lock().await;
         w.seq += 1;
-        w.used = Instant::now();
         let mut call = inner.script.prepare_invoke();
         call.key(&keys.events).key(&keys.seq).key(&keys.writers);
         call.arg(&body).arg(micros).arg(inner.settings.maxlen).arg(&w.id).arg(w.seq).arg(ttl);

@@ -126,6 +126,9 @@ fn push_filters(q: &mut QueryBuilder<Postgres>, f: &JobFilter) {
     if let Some(a) = &f.agent_type {
         q.push(" AND agent_type = ").push_bind(a.as_str());
     }
+    if let Some(r) = f.retry_of {
+        q.push(" AND body->>'retryOf' = ").push_bind(r.to_string());
+    }
     if let Some(r) = &f.repo_url {
         q.push(" AND repo_url = ").push_bind(r.as_str());
     }

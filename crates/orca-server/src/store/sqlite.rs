@@ -83,6 +83,9 @@ fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &JobFilter) {
     if let Some(a) = &f.agent_type {
         q.push(" AND agent_type = ").push_bind(a.as_str().to_owned());
     }
+    if let Some(r) = f.retry_of {
+        q.push(" AND json_extract(body, '$.retryOf') = ").push_bind(r.to_string());
+    }
     if let Some(r) = &f.repo_url {
         q.push(" AND repo_url = ").push_bind(r.clone());
     }

@@ -374,6 +374,9 @@ fn watch_response(state: Arc<Mutex<State_>>, changes: broadcast::Sender<u64>, re
 }
 
 fn log_response(state: Arc<Mutex<State_>>, written: Arc<Notify>, pod: String, since: Option<String>) -> Response {
+    if !state.lock().unwrap().objects.contains_key(&("pods".to_owned(), pod.clone())) {
+        return status(404, "NotFound", &format!("pods \"{pod}\" not found"));
+    }
     if !state.lock().unwrap().logs.contains_key(&pod) {
         return status(400, "BadRequest", &format!("container \"worker\" in pod \"{pod}\" is waiting to start"));
     }

@@ -58,9 +58,12 @@ pub struct Plan<'a> {
     pub secrets_on_stdin: bool,
 }
 
+/// Environment variables as name/value pairs.
+pub type Vars = Vec<(String, String)>;
+
 /// Splits the worker's variables (the contract, the agent variables) into the public
 /// environment and the secrets.
-pub fn split_env<'a>(vars: impl IntoIterator<Item = (&'a str, String)>) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn split_env<'a>(vars: impl IntoIterator<Item = (&'a str, String)>) -> (Vars, Vars) {
     let mut public = Vec::new();
     let mut secret = Vec::new();
     for (k, v) in vars {

@@ -133,10 +133,10 @@ async fn pump(
                         }
                         Some(Ok(l)) => {
                             let (ts, text) = split_timestamp(&l);
-                            if let (Some(t), Some(prev)) = (ts, last) {
-                                if t <= prev {
-                                    continue; // already sent before the stream was reopened
-                                }
+                            if let (Some(t), Some(prev)) = (ts, last)
+                                && t <= prev
+                            {
+                                continue; // already sent before the stream was reopened
                             }
                             last = ts.or(last);
                             if !forward(&ctx, text, &tx).await {
@@ -154,6 +154,10 @@ async fn pump(
                         }
                     }
                 }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                tracing::warn!(job_id = %ctx.id, "the worker pod {pod} is gone; its remaining log is lost");
+                return;
             }
             Err(e) => tracing::warn!(job_id = %ctx.id, "cannot read the worker's log (attempt {}): {e}", attempt + 1),
         }

@@ -102,6 +102,23 @@ pub struct Settings {
     pub keep_workers_on_shutdown: bool,
 }
 
+impl Settings {
+    /// The settings in the server's configuration (`config/k8s.rs`, shared sandbox settings).
+    pub fn from_config(c: &crate::config::Config) -> Settings {
+        Settings {
+            namespace: c.k8s.namespace.clone(),
+            image: c.sandbox.docker.image.clone(),
+            limits: c.sandbox.limits,
+            stop_grace: c.stop_grace,
+            worker_redis_url: c.k8s.worker_redis_url.as_ref().map(|u| u.expose().to_owned()),
+            agent_env: c.agent_env.vars().iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            creds_claim: c.sandbox.docker.creds_volume.clone(),
+            kubeconfig: c.k8s.kubeconfig.clone(),
+            keep_workers_on_shutdown: c.sandbox.keep_workers_on_shutdown,
+        }
+    }
+}
+
 /// Runs workers as Kubernetes Jobs.
 pub struct K8sScheduler {
     client: kube::Client,

@@ -4,7 +4,8 @@
 //! No I/O here: the builders take a [`WorkerSpec`] and the scheduler's [`Settings`] and return
 //! k8s-openapi values, so the exact objects are unit-tested (see `tests` below).
 //!
-//! **Invariant:** a secret value (`GIT_TOKEN`, any `*_API_KEY` / `*_TOKEN`) never appears in
+//! **Invariant:** a secret value (`GIT_TOKEN`, any `*_KEY` / `*_TOKEN` / `*_SECRET` /
+//! `*PASSWORD`, a `*_URL` with credentials in it, as the Docker scheduler) never appears in
 //! the Job; the Job's container reads it through `secretKeyRef` from the Secret
 //! `orca-job-<job id>`, which the Job owns (`ownerReferences`), so Kubernetes' garbage
 //! collector deletes it with the Job.
@@ -56,9 +57,14 @@ pub fn selector(id: JobId) -> String {
     format!("{LABEL_JOB_ID}={id}")
 }
 
-/// Whether an environment variable of the worker contract is a secret.
-pub fn is_secret_var(name: &str) -> bool {
-    name.ends_with("_TOKEN") || name.ends_with("_API_KEY") || name.ends_with("_SECRET")
+/// Whether a variable of the worker's environment is a secret (the Docker scheduler's rule).
+pub fn is_secret(name: &str, value: &str) -> bool {
+    ["_TOKEN", "_KEY", "_SECRET", "PASSWORD"].iter().any(|s| name.ends_with(s)) || (name.ends_with("_URL") && has_userinfo(value))
+}
+
+/// A URL with credentials in its authority (`redis://:pass@host`, `https://user:tok@host/r`).
+fn has_userinfo(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(_, rest)| rest.split(['/', '?', '#']).next().is_some_and(|a| a.contains('@')))
 }
 
 /// What varies per job besides the spec: its resources and whether the login claim is mounted.
@@ -85,7 +91,7 @@ fn split_env(spec: &WorkerSpec, s: &Settings) -> (Vec<(String, String)>, BTreeMa
     all.extend(s.agent_env.iter().filter(|(k, _)| !k.ends_with("_BIN")).map(|(k, v)| (k.clone(), v.expose().to_owned())));
     let (mut plain, mut secret) = (Vec::new(), BTreeMap::new());
     for (k, v) in all {
-        if is_secret_var(&k) {
+        if is_secret(&k, &v) {
             secret.insert(k, v);
         } else if !plain.iter().any(|(p, _): &(String, String)| *p == k) {
             plain.push((k, v));
@@ -133,7 +139,7 @@ fn quantity(s: impl Into<String>) -> Quantity {
 }
 
 fn cpu_quantity(millis: u32) -> Quantity {
-    if millis % 1000 == 0 { quantity((millis / 1000).to_string()) } else { quantity(format!("{millis}m")) }
+    if millis.is_multiple_of(1000) { quantity((millis / 1000).to_string()) } else { quantity(format!("{millis}m")) }
 }
 
 fn empty_dir(name: &str, medium: Option<&str>, size: Option<&str>) -> Volume {

@@ -188,11 +188,14 @@ fn secret_is_owned_by_the_job_and_holds_exactly_the_secret_vars() {
 fn whole_cpus_and_secret_names() {
     assert_eq!(cpu_quantity(2000).0, "2");
     assert_eq!(cpu_quantity(250).0, "250m");
-    for name in ["GIT_TOKEN", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ORCA_WEBHOOK_SECRET"] {
-        assert!(is_secret_var(name), "{name}");
+    for name in ["GIT_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "ORCA_WEBHOOK_SECRET", "PGPASSWORD"] {
+        assert!(is_secret(name, "x"), "{name}");
     }
-    for name in ["PROMPT", "JOB_ID", "REPO_URL", "ORCA_JOB_CONFIG", "TIMEOUT_SECONDS"] {
-        assert!(!is_secret_var(name), "{name}");
+    for name in ["PROMPT", "JOB_ID", "REPO_URL", "ORCA_JOB_CONFIG", "TIMEOUT_SECONDS", "ANTHROPIC_BASE_URL"] {
+        assert!(!is_secret(name, "https://host/x"), "{name}");
     }
+    assert!(is_secret("REDIS_URL", "redis://:pw@redis:6379"));
+    assert!(is_secret("REPO_URL", "https://user:tok@git.example/r.git"));
+    assert!(!is_secret("REDIS_URL", "redis://redis.orca.svc:6379"));
     assert_eq!(selector(JobId::parse(ID).unwrap()), format!("orca.dev/job-id={ID}"));
 }

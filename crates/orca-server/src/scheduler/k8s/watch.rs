@@ -230,10 +230,10 @@ pub async fn run(ctx: Context, ready: channel::Sender<Option<String>>, exit: Arc
             ev = pod_events.try_next(), if pods_open => match ev {
                 Ok(Some(watcher::Event::InitApply(p) | watcher::Event::Apply(p))) => {
                     tracker.on_pod(&p, &ctx.settings, ctx.memory_mb);
-                    if let Some(name) = &tracker.started_pod {
-                        if ready.borrow().is_none() {
-                            let _ = ready.send(Some(name.clone()));
-                        }
+                    if let Some(name) = &tracker.started_pod
+                        && ready.borrow().is_none()
+                    {
+                        let _ = ready.send(Some(name.clone()));
                     }
                 }
                 Ok(Some(_)) => {}
@@ -249,10 +249,10 @@ pub async fn run(ctx: Context, ready: channel::Sender<Option<String>>, exit: Arc
     if let Some(v) = verdict {
         tracing::debug!(job_id = %ctx.id, exit = %v.exit, "Kubernetes reported the worker's end");
         settle(&exit, v.exit);
-        if v.delete_job {
-            if let Err(e) = delete_job(&jobs, &object_name(ctx.id), DeleteParams::background()).await {
-                tracing::warn!(job_id = %ctx.id, "cannot delete the failed Kubernetes Job: {e}");
-            }
+        if v.delete_job
+            && let Err(e) = delete_job(&jobs, &object_name(ctx.id), DeleteParams::background()).await
+        {
+            tracing::warn!(job_id = %ctx.id, "cannot delete the failed Kubernetes Job: {e}");
         }
     }
     delete_secret(&ctx).await;
