@@ -59,6 +59,7 @@ if [ "$agents" = 1 ]; then
   [ -n "$codex" ] && cp "$codex" "$ctx/agents/codex" && chmod 0755 "$ctx/agents/codex"
   [ -n "$claude$codex" ] || echo "!!! no agent binaries under $venv; building without them" >&2
 fi
+old_id="$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 echo "==> docker build $tag (worker $bin)" >&2
 # The legacy builder needs no buildx plugin and no network; its deprecation notice is noise,
 # so stderr is shown only when the build fails.
@@ -69,5 +70,9 @@ if ! DOCKER_BUILDKIT=0 docker build --quiet \
   -t "$tag" "$ctx" >/dev/null 2>"$ctx/build.err"; then
   cat "$ctx/build.err" >&2
   exit 1
+fi
+# The image this one replaces is now untagged: remove it (kept while a container uses it).
+if [ -n "$old_id" ] && [ "$old_id" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+  docker rmi "$old_id" >/dev/null 2>&1 || true
 fi
 echo "==> built $tag" >&2

@@ -21,7 +21,7 @@ done
 echo "==> cargo build --workspace --bins" >&2
 cargo build --workspace --bins --locked
 echo "==> cargo test --workspace" >&2
-cargo test --workspace --locked -- --test-threads="${ORCA_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${ORCA_TEST_THREADS:-4}"
 # The server's API, lifecycle and webhook suites once more, on PostgreSQL + Redis (issue #5):
 # the same tests prove the same behaviour on both stacks. With CI=true a missing engine fails.
 if [ -n "${ORCA_TEST_DATABASE_URL:-}" ] && [ -n "${ORCA_TEST_REDIS_URL:-}" ] || [ "${CI:-}" = true ]; then

@@ -61,7 +61,7 @@ _orca_pg_setup() {
   fi
   # Databases that earlier (interrupted) test runs left behind.
   local db
-  for db in $("${psql[@]}" -c "SELECT datname FROM pg_database WHERE datname LIKE 'orca\_test\_%'"); do
+  for db in $("${psql[@]}" -c "SELECT datname FROM pg_database WHERE datname LIKE 'orca\_test\_%' OR datname LIKE 'orca\_bench\_%'"); do
     "${psql[@]}" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
   done
   export ORCA_TEST_DATABASE_URL="postgres://orca:orca@127.0.0.1:$port/orca"

@@ -37,7 +37,7 @@ _orca_redis_setup() {
     return 0
   fi
   # Keys that earlier (interrupted) test runs left behind.
-  redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'orca-test-*' 2>/dev/null \
+  { redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'orca-test-*'; redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'orca-bench*'; } 2>/dev/null \
     | xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$port" unlink >/dev/null 2>&1 || true
   export ORCA_TEST_REDIS_URL="redis://127.0.0.1:$port"
   echo "==> Redis ready: $ORCA_TEST_REDIS_URL (data in $dir)" >&2

@@ -19,6 +19,8 @@ impl Dev {
             .args(["dev", "--port", "0"])
             .env("ORCA_DATA_DIR", data)
             .env("ORCA_STOP_GRACE_SECONDS", "2")
+            // The local runner, even where `orca dev` would pick Docker (docker_cli.rs tests that).
+            .env("ORCA_SCHEDULER", "local")
             .env("LOG_LEVEL", "warn")
             .env_remove("HOST")
             .env_remove("DATABASE_URL")

@@ -97,6 +97,7 @@ impl Dev {
             .env("LOG_LEVEL", "warn")
             .env("ORCA_STOP_GRACE_SECONDS", "2")
             .env("DOCKER_NETWORK", "orca-test")
+            .env("ORCA_CLAUDE_CREDS_VOLUME", "orca-test-claude-creds")
             .env_remove("ORCA_SCHEDULER")
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")

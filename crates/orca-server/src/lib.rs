@@ -4,9 +4,11 @@
 //! [`Server::run_until`] drives it until a shutdown signal.
 //!
 //! Ports (traits) and their adapters:
-//! - [`store::JobStore`]: embedded SQLite;
-//! - [`events::EventBus`]: embedded SQLite log with live fan-out;
-//! - [`scheduler::Scheduler`]: local child processes.
+//! - [`store::JobStore`]: embedded SQLite, PostgreSQL;
+//! - [`events::EventBus`]: embedded SQLite log with live fan-out, Redis Streams;
+//! - [`scheduler::Scheduler`]: local child processes (optionally in bubblewrap), Docker
+//!   containers, Kubernetes Jobs;
+//! - [`webhooks::store::DeliveryStore`]: SQLite, PostgreSQL.
 
 pub mod agent_env;
 pub mod api;

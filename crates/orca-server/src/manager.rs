@@ -148,6 +148,36 @@ impl JobManager {
         self.store.get(id).await?.ok_or_else(|| ManagerError::NotFound(id.to_string()))
     }
 
+    /// Why a queued job waits: its place in the FIFO queue (1 = next) and the limit it waits
+    /// on. `None` for a job that is not queued.
+    pub async fn queue_info(&self, job: &Job) -> Result<Option<serde_json::Value>, ManagerError> {
+        if job.status != JobStatus::Queued {
+            return Ok(None);
+        }
+        // Jobs queued before this one (the list is newest first; page through it, bounded).
+        let mut ahead = 0u64;
+        let page_size = orca_core::filter::MAX_LIMIT;
+        for page_no in 0..200u64 {
+            let filter = JobFilter { status: vec![JobStatus::Queued], limit: page_size, offset: page_no * page_size as u64, ..JobFilter::default() };
+            let page = self.store.list(&filter).await?;
+            ahead += page.jobs.iter().filter(|j| (j.created_at, j.id) < (job.created_at, job.id)).count() as u64;
+            if page.jobs.len() < page_size as usize {
+                break;
+            }
+        }
+        let running = JobFilter { status: vec![JobStatus::Scheduled, JobStatus::Running], limit: 1, ..JobFilter::default() };
+        let active = self.store.list(&running).await?.total;
+        let limit = self.config.max_concurrent_jobs;
+        let waiting_on = if ahead > 0 {
+            format!("{ahead} job(s) queued before it")
+        } else if active as usize >= limit {
+            format!("ORCA_MAX_CONCURRENT_JOBS={limit}: {active} job(s) running")
+        } else {
+            "a free slot: it starts within a second".to_owned()
+        };
+        Ok(Some(serde_json::json!({ "position": ahead + 1, "waitingOn": waiting_on, "maxConcurrentJobs": limit, "activeJobs": active })))
+    }
+
     pub async fn list(&self, filter: &JobFilter) -> Result<JobPage, ManagerError> {
         Ok(self.store.list(filter).await?)
     }

@@ -173,3 +173,43 @@ async fn jobs_and_events_survive_a_restart_on_the_same_data_dir() {
     assert_consecutive(&ev, 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn twenty_jobs_behind_a_limit_of_two_run_two_at_a_time_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &[("ORCA_MAX_CONCURRENT_JOBS", "2")]).await;
+    let mut ids = vec![];
+    for i in 0..20 {
+        ids.push(s.submit(json!({"prompt": format!("job {i}"), "config": {"echoSteps": 2, "echoDelayMs": 100}})).await);
+    }
+    // The last one says why it waits.
+    let last = s.job(&ids[19]).await;
+    if last["status"] == "queued" {
+        let q = &last["queue"];
+        assert!(q["position"].as_u64().unwrap() >= 2, "{last}");
+        assert_eq!(q["maxConcurrentJobs"], 2);
+        assert!(q["waitingOn"].as_str().unwrap().contains("queued before it"), "{last}");
+    }
+    let mut spans = vec![];
+    for id in &ids {
+        let (events, _) = s.stream(id, None).await;
+        let at = |st: &str| {
+            let e = events.iter().find(|e| e["type"] == "status" && e["status"] == st).unwrap_or_else(|| panic!("{st} in {events:?}"));
+            time::OffsetDateTime::parse(e["timestamp"].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
+        };
+        spans.push((at("scheduled"), at("succeeded")));
+    }
+    // At no instant were more than two jobs between scheduled and finished.
+    for (start, _) in &spans {
+        let overlapping = spans.iter().filter(|(s2, e2)| s2 <= start && start < e2).count();
+        assert!(overlapping <= 2, "{overlapping} jobs ran at once");
+    }
+    // FIFO: jobs are claimed in submission order; two claimed together may record their
+    // `scheduled` event in either order, but no job starts before one two places ahead of it.
+    let starts: Vec<_> = spans.iter().map(|(s, _)| *s).collect();
+    for i in 0..starts.len().saturating_sub(2) {
+        assert!(starts[i] <= starts[i + 2], "job {i} started after job {}: {starts:?}", i + 2);
+    }
+    assert_eq!(s.job(&ids[19]).await["queue"], serde_json::Value::Null, "no queue info once it ran");
+    s.stop().await;
+}

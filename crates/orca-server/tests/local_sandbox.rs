@@ -107,3 +107,24 @@ async fn without_the_sandbox_the_worker_sees_the_host() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn cancel_reaches_the_worker_inside_bubblewrap() {
+    if !usable("cancel_reaches_the_worker_inside_bubblewrap", false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &[("ORCA_SCHEDULER", "local"), ("ORCA_LOCAL_SANDBOX", "bwrap")]).await;
+    for _ in 0..3 {
+        let id = s.echo("long running", 1000, 50).await;
+        s.wait_status(&id, |st| st == "running", Duration::from_secs(20)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (st, _) = s.post(&format!("/api/v1/jobs/{id}/cancel"), json!({})).await;
+        assert_eq!(st, 200);
+        let (events, _) = s.stream(&id, None).await;
+        // The worker got SIGTERM and said so before bubblewrap went away.
+        assert!(events.iter().any(|e| e["type"] == "warning" && e["message"].as_str().unwrap().contains("SIGTERM")), "{events:?}");
+        assert_eq!(statuses(&events).last().unwrap(), "cancelled");
+    }
+    s.stop().await;
+}

@@ -2,7 +2,8 @@
 //!
 //! Flow: [`env`] parses the contract into a [`env::Config`]; [`run`] clones the repository
 //! ([`git`]), runs the agent ([`agents`]) and enforces timeouts and signals, while every event
-//! goes through one [`sink::Emitter`] to the NDJSON [`sink::EventSink`] on stdout.
+//! goes through one [`sink::Emitter`] to the NDJSON [`sink::EventSink`] on stdout, or, with
+//! `REDIS_URL` set, to the job's Redis stream ([`sink_redis`]).
 
 pub mod agents;
 pub mod env;

@@ -27,13 +27,17 @@ pub async fn submit(State(s): State<AppState>, body: Result<Bytes, BytesRejectio
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(job)))
 }
 
-/// The job, plus `retries`: the ids of the jobs retried from it, oldest first.
+/// The job, plus `retries` (the ids of the jobs retried from it, oldest first) and, while it
+/// is queued, `queue` {position, waitingOn, maxConcurrentJobs, activeJobs}.
 pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let job = s.manager.get(parse_id(&id)?).await?;
     let filter = JobFilter { retry_of: Some(job.id), limit: orca_core::filter::MAX_LIMIT, ..JobFilter::default() };
     let retries: Vec<String> = s.manager.list(&filter).await?.jobs.iter().rev().map(|j| j.id.to_string()).collect();
     let mut body = serde_json::to_value(&job).map_err(|e| ApiError::Internal(e.to_string()))?;
     body["retries"] = serde_json::json!(retries);
+    if let Some(q) = s.manager.queue_info(&job).await? {
+        body["queue"] = q;
+    }
     Ok(Json(body))
 }
 

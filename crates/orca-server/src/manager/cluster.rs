@@ -19,6 +19,10 @@
 //! leases within a third of a lease, so nobody mistakes a live instance for a dead one. With the embedded store the
 //! instance is alone by construction: at start-up every lease left behind is expired at once.
 //!
+//! A new job is stored and its `queued` event appended at once ([`JobManager::enqueue`]); the
+//! supervisor of a claimed job waits (bounded) for that event before writing `scheduled`, so
+//! `queued` is always a job's first event whichever instance claims it.
+//!
 //! **Invariant:** the owner of a job writes its terminal event and then releases the lease; an
 //! instance that finds the job taken over leaves both to the new owner.
 

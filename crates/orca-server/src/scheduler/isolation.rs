@@ -53,9 +53,26 @@ impl Isolation {
 
     /// The command that runs the worker: inside bubblewrap (with `job_dir` writable and the
     /// agent CLIs in `read_only` visible) or directly.
+    ///
+    /// Stopping sends SIGTERM to the whole process group. bubblewrap does not forward signals
+    /// and dies of SIGTERM, killing the sandbox before the worker could say why it stops; so
+    /// bubblewrap is started with SIGTERM ignored. The worker installs its own SIGTERM handler
+    /// (which also gives its children the default disposition back when they exec), so it still
+    /// gets the signal; SIGKILL after the grace period ends everything.
     pub fn command(&self, worker_bin: &Path, job_dir: &Path, work_dir: &Path, read_only: Vec<PathBuf>) -> Command {
         match &self.bwrap {
-            Some(b) => Command::from(b.clone().with_read_only(read_only).command(job_dir, work_dir, worker_bin)),
+            Some(b) => {
+                let mut cmd = Command::from(b.clone().with_read_only(read_only).command(job_dir, work_dir, worker_bin));
+                // SAFETY: sigaction is async-signal-safe; nothing else runs between fork and exec.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        nix::sys::signal::signal(nix::sys::signal::Signal::SIGTERM, nix::sys::signal::SigHandler::SigIgn)
+                            .map(|_| ())
+                            .map_err(std::io::Error::from)
+                    })
+                };
+                cmd
+            }
             None => Command::new(worker_bin),
         }
     }
