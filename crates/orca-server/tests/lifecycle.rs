@@ -213,3 +213,35 @@ async fn twenty_jobs_behind_a_limit_of_two_run_two_at_a_time_in_order() {
     assert_eq!(s.job(&ids[19]).await["queue"], serde_json::Value::Null, "no queue info once it ran");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn cancel_and_retry_in_every_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start(dir.path(), &[("ORCA_MAX_CONCURRENT_JOBS", "1")]).await;
+    let post = |id: String, action: &'static str| {
+        let s = &s;
+        async move { s.post(&format!("/api/v1/jobs/{id}/{action}"), json!({})).await.0 }
+    };
+    // running and queued (behind it)
+    let running = s.echo("running", 1000, 100).await;
+    s.wait_status(&running, |st| st == "running", Duration::from_secs(20)).await;
+    let queued = s.echo("queued", 1, 0).await;
+    assert_eq!(s.job(&queued).await["status"], "queued");
+    assert_eq!(post(queued.clone(), "retry").await, 409, "retry of a queued job");
+    assert_eq!(post(running.clone(), "retry").await, 409, "retry of a running job");
+    assert_eq!(post(queued.clone(), "cancel").await, 200);
+    assert_eq!(post(running.clone(), "cancel").await, 200);
+    s.wait_terminal(&running).await;
+    // every terminal state: cancel is refused (but idempotent for cancelled), retry works
+    let succeeded = s.echo("ok", 1, 0).await;
+    let failed = s.submit(json!({"prompt": "no", "config": {"echoExitCode": 5, "echoSteps": 0}})).await;
+    let timed_out = s.submit(json!({"prompt": "slow", "timeoutSeconds": 1, "config": {"echoSteps": 100, "echoDelayMs": 100}})).await;
+    let expect = [(succeeded, "succeeded", 409), (failed, "failed", 409), (timed_out, "timed_out", 409), (running, "cancelled", 200), (queued, "cancelled", 200)];
+    for (id, status, cancel) in expect {
+        assert_eq!(s.wait_terminal(&id).await["status"], status);
+        assert_eq!(post(id.clone(), "cancel").await, cancel, "cancel of a {status} job");
+        assert_eq!(s.job(&id).await["status"], status, "a refused cancel changes nothing");
+        assert_eq!(post(id.clone(), "retry").await, 201, "retry of a {status} job");
+    }
+    s.stop().await;
+}
