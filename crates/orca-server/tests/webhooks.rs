@@ -61,6 +61,31 @@ async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Received>>, tokio::ta
     (url, state, task)
 }
 
+/// A receiver on a fixed port that accepts everything (for targets that come up late).
+async fn accepting_receiver(port: u16) -> (Arc<Mutex<Received>>, tokio::task::JoinHandle<()>) {
+    let state = Arc::new(Mutex::new(Received::default()));
+    let st = state.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: Bytes| {
+            let st = st.clone();
+            async move {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                st.lock().unwrap().accepted.insert(v["id"].as_str().unwrap().to_owned(), v);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    (state, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+/// A free loopback port, closed for now.
+fn closed_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
 const FAST_RETRIES: &[(&str, &str)] = &[
     ("ORCA_WEBHOOK_SECRET", SECRET),
     ("ORCA_WEBHOOK_ALLOW_PRIVATE", "true"),
@@ -111,9 +136,7 @@ async fn deliveries_are_signed_retried_and_recorded() {
 #[tokio::test]
 async fn a_receiver_that_is_down_for_a_while_gets_the_delivery_later() {
     // Reserve a port, keep it closed for a while, then start the receiver on it.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
+    let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path(), FAST_RETRIES).await;
@@ -130,21 +153,7 @@ async fn a_receiver_that_is_down_for_a_while_gets_the_delivery_later() {
         assert!(t.elapsed() < Duration::from_secs(20), "{hooks}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let state = Arc::new(Mutex::new(Received::default()));
-    let st = state.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: Bytes| {
-            let st = st.clone();
-            async move {
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                st.lock().unwrap().accepted.insert(v["id"].as_str().unwrap().to_owned(), v);
-                StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (state, _task) = accepting_receiver(port).await;
     wait_for(|| state.lock().unwrap().accepted.len() == 2, Duration::from_secs(30), "deliveries after the receiver came back").await;
     s.stop().await;
 }
@@ -152,32 +161,14 @@ async fn a_receiver_that_is_down_for_a_while_gets_the_delivery_later() {
 #[tokio::test]
 async fn pending_deliveries_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
+    let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/hook");
     let slow: Vec<(&str, &str)> = vec![("ORCA_WEBHOOK_ALLOW_PRIVATE", "true"), ("ORCA_WEBHOOK_INITIAL_DELAY_MS", "300"), ("ORCA_WEBHOOK_MAX_ATTEMPTS", "50")];
     let s = TestServer::start(dir.path(), &slow).await;
     let id = s.submit(json!({"prompt": "restart", "webhookUrl": url, "config": {"echoSteps": 0}})).await;
     s.wait_terminal(&id).await;
     s.stop().await;
-    let (_, rx, _task) = {
-        let state = Arc::new(Mutex::new(Received::default()));
-        let st = state.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |body: Bytes| {
-                let st = st.clone();
-                async move {
-                    let v: Value = serde_json::from_slice(&body).unwrap();
-                    st.lock().unwrap().accepted.insert(v["id"].as_str().unwrap().to_owned(), v);
-                    StatusCode::OK
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        ((), state, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
-    };
+    let (rx, _task) = accepting_receiver(port).await;
     let s = TestServer::start(dir.path(), &slow).await;
     wait_for(|| rx.lock().unwrap().accepted.len() == 2, Duration::from_secs(30), "resumed deliveries").await;
     s.stop().await;
