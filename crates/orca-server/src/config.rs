@@ -60,6 +60,8 @@ pub struct Config {
     /// Path of the `orca-worker` binary for the local scheduler.
     pub worker_bin: Option<PathBuf>,
     pub max_concurrent_jobs: usize,
+    /// ORCA_MAX_JOBS_PER_REPO: jobs of one repository running at once (unset: no limit).
+    pub max_jobs_per_repo: Option<u32>,
     /// How long a stopped worker gets between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
     /// Webhook signing, targets and retries.
@@ -125,6 +127,10 @@ impl Config {
             Some(_) => return Err(bad("ORCA_SCHEDULER", "must be local, docker or k8s")),
         };
         let worker_bin = get("ORCA_WORKER_BIN").map(PathBuf::from);
+        let max_jobs_per_repo = match get("ORCA_MAX_JOBS_PER_REPO") {
+            None => None,
+            Some(n) => Some(n.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| bad("ORCA_MAX_JOBS_PER_REPO", "must be a whole number from 1 to 10000"))?),
+        };
         let max_concurrent_jobs = match get("ORCA_MAX_CONCURRENT_JOBS") {
             None => 4,
             Some(n) => n.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| bad("ORCA_MAX_CONCURRENT_JOBS", "must be a whole number from 1 to 10000"))?,
@@ -136,7 +142,7 @@ impl Config {
         let webhooks = webhook_config(&get, &bad)?;
         let agent_env = crate::agent_env::AgentEnv::from_vars(env)
             .map_err(|e| ConfigError { var: e.var, value: "[not shown]".into(), problem: e.problem })?;
-        Ok(Config { host, port, log_level, log_format, data_dir, store, events, cluster, scheduler, worker_bin, max_concurrent_jobs, stop_grace, webhooks, agent_env, sandbox: sandbox::parse(&get)?, k8s: k8s::parse(&get)? })
+        Ok(Config { host, port, log_level, log_format, data_dir, store, events, cluster, scheduler, worker_bin, max_concurrent_jobs, max_jobs_per_repo, stop_grace, webhooks, agent_env, sandbox: sandbox::parse(&get)?, k8s: k8s::parse(&get)? })
     }
 }
 

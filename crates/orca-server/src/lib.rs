@@ -86,6 +86,7 @@ impl Server {
             scheduler,
             ManagerConfig {
                 max_concurrent_jobs: config.max_concurrent_jobs,
+                max_jobs_per_repo: config.max_jobs_per_repo,
                 stop_grace: config.stop_grace,
                 log_level: config.log_level.clone(),
                 cluster: config.cluster.clone(),

@@ -58,6 +58,8 @@ pub enum ManagerError {
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
     pub max_concurrent_jobs: usize,
+    /// Jobs of one repository scheduled or running at once, across instances (None: no limit).
+    pub max_jobs_per_repo: Option<u32>,
     pub stop_grace: Duration,
     pub log_level: String,
     /// Instance id and lease, for sharing the store with other instances.
@@ -168,7 +170,17 @@ impl JobManager {
         let running = JobFilter { status: vec![JobStatus::Scheduled, JobStatus::Running], limit: 1, ..JobFilter::default() };
         let active = self.store.list(&running).await?.total;
         let limit = self.config.max_concurrent_jobs;
-        let waiting_on = if ahead > 0 {
+        let repo_busy = match (self.config.max_jobs_per_repo, &job.repo_url) {
+            (Some(max), Some(repo)) => {
+                let f = JobFilter { status: vec![JobStatus::Scheduled, JobStatus::Running], repo_url: Some(repo.clone()), limit: 1, ..JobFilter::default() };
+                let n = self.store.list(&f).await?.total;
+                (n >= u64::from(max)).then(|| format!("ORCA_MAX_JOBS_PER_REPO={max}: {n} job(s) of {repo} running"))
+            }
+            _ => None,
+        };
+        let waiting_on = if let Some(repo) = repo_busy {
+            repo
+        } else if ahead > 0 {
             format!("{ahead} job(s) queued before it")
         } else if active as usize >= limit {
             format!("ORCA_MAX_CONCURRENT_JOBS={limit}: {active} job(s) running")

@@ -266,7 +266,7 @@ async fn a_job_claimed_by_an_instance_that_died_runs_on_another() {
     let job = orca_core::NewJob::parse(&json!({"prompt": "orphaned but not lost", "config": {"echoDelayMs": 10}})).unwrap().into_job(now);
     store.insert(&job).await.unwrap();
     bus.append(job.id, orca_core::AgentEvent::status(orca_core::JobStatus::Queued, None, None)).await.unwrap();
-    let claimed = store.claim_next(&LeaseTerms { owner: "ghost", now, until: now + Duration::from_secs(1) }).await.unwrap().unwrap();
+    let claimed = store.claim_next(&LeaseTerms { owner: "ghost", now, until: now + Duration::from_secs(1), max_per_repo: None }).await.unwrap().unwrap();
     assert_eq!(claimed.id, job.id);
     let dir = tempfile::tempdir().unwrap();
     let b = sh.instance(dir.path(), "heir", &[]).await;

@@ -73,6 +73,7 @@ conformance!(
     heartbeat_release_and_reclaim,
     reclaim_exactly_once_under_concurrency,
     statuses_and_active,
+    claim_respects_the_per_repository_limit,
 );
 
 fn job(prompt: &str, at: OffsetDateTime) -> Job {
@@ -84,7 +85,7 @@ fn job_with(body: serde_json::Value, at: OffsetDateTime) -> Job {
 }
 
 fn terms(owner: &str, now: OffsetDateTime, lease: Duration) -> LeaseTerms<'_> {
-    LeaseTerms { owner, now, until: now + lease }
+    LeaseTerms { owner, now, until: now + lease, max_per_repo: None }
 }
 
 fn ids(jobs: &[Job]) -> Vec<JobId> {
@@ -322,4 +323,29 @@ async fn statuses_and_active(store: Arc<dyn JobStore>) {
     assert_eq!(got, want, "unknown ids are left out");
     assert!(store.statuses(&[]).await.unwrap().is_empty());
     assert_eq!(ids(&store.active().await.unwrap()), [q.id]);
+}
+
+async fn claim_respects_the_per_repository_limit(store: Arc<dyn JobStore>) {
+    let t = datetime!(2026-12-04 10:00 UTC);
+    let a = |i: i64| job_with(json!({"prompt": "a", "repoUrl": "https://h/a.git"}), t + Duration::from_secs(i as u64));
+    let (a1, a2) = (a(1), a(2));
+    let b = job_with(json!({"prompt": "b", "repoUrl": "https://h/b.git"}), t + Duration::from_secs(3));
+    let none = job("no repo", t + Duration::from_secs(4));
+    for j in [&a1, &a2, &b, &none] {
+        store.insert(j).await.unwrap();
+    }
+    let limited = |now| LeaseTerms { owner: "me", now, until: now + Duration::from_secs(30), max_per_repo: Some(1) };
+    let now = t + Duration::from_secs(10);
+    let claimed: Vec<JobId> = [
+        store.claim_next(&limited(now)).await.unwrap(),
+        store.claim_next(&limited(now)).await.unwrap(),
+        store.claim_next(&limited(now)).await.unwrap(),
+    ]
+    .into_iter()
+    .map(|j| j.expect("a claimable job").id)
+    .collect();
+    assert_eq!(claimed, [a1.id, b.id, none.id], "a2 waits while a1 holds the repository's only slot");
+    assert!(store.claim_next(&limited(now)).await.unwrap().is_none());
+    // Without the limit a2 goes.
+    assert_eq!(store.claim_next(&terms("me", now, Duration::from_secs(30))).await.unwrap().map(|j| j.id), Some(a2.id));
 }

@@ -7,11 +7,13 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use orca_core::{EventId, JobId};
 use serde_json::json;
 use std::time::Duration;
 
+/// Most events written to a socket before it is flushed.
+const WRITE_BATCH: usize = 256;
 /// How often an idle stream is pinged.
 pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 const HISTORY_MAX: usize = 1000;
@@ -78,20 +80,41 @@ async fn follow(s: AppState, id: JobId, from: EventId, finished: bool, socket: W
     ping.tick().await;
     let reason = loop {
         tokio::select! {
-            ev = events.next() => match ev {
-                Some(Ok(rec)) => {
-                    let text = serde_json::to_string(&rec).expect("records serialize");
-                    if tx.send(Message::Text(text.into())).await.is_err() {
-                        return; // client went away
+            ev = events.next() => {
+                // Write every event that is ready already, then flush once: one message per
+                // event, but not one write per event when they come in bursts.
+                let (mut next, mut written, mut end) = (ev, 0, None);
+                loop {
+                    match next {
+                        Some(Ok(rec)) => {
+                            let text = serde_json::to_string(&rec).expect("records serialize");
+                            if tx.feed(Message::Text(text.into())).await.is_err() {
+                                return; // client went away
+                            }
+                            written += 1;
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(job_id = %id, "event stream failed: {e}");
+                            end = Some(close(1011, "event log unavailable"));
+                        }
+                        None => end = Some(close(1000, "job finished")),
                     }
-                    ping.reset();
+                    if end.is_some() || written >= WRITE_BATCH {
+                        break;
+                    }
+                    match events.next().now_or_never() {
+                        Some(n) => next = n,
+                        None => break,
+                    }
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(job_id = %id, "event stream failed: {e}");
-                    break close(1011, "event log unavailable");
+                if tx.flush().await.is_err() {
+                    return;
                 }
-                None => break close(1000, "job finished"),
-            },
+                ping.reset();
+                if let Some(reason) = end {
+                    break reason;
+                }
+            }
             msg = rx.next() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}

@@ -86,7 +86,7 @@ impl JobManager {
     /// A lease for this instance from now on.
     pub(super) fn lease_terms(&self) -> LeaseTerms<'_> {
         let now = OffsetDateTime::now_utc();
-        LeaseTerms { owner: self.instance_id(), now, until: now + self.config.cluster.lease }
+        LeaseTerms { owner: self.instance_id(), now, until: now + self.config.cluster.lease, max_per_repo: self.config.max_jobs_per_repo }
     }
 
     /// Whether this instance still holds the job's lease.

@@ -32,6 +32,9 @@ pub struct LeaseTerms<'a> {
     pub now: OffsetDateTime,
     /// The new lease's end.
     pub until: OffsetDateTime,
+    /// Skip queued jobs whose repository already has this many jobs scheduled or running
+    /// (ORCA_MAX_JOBS_PER_REPO; `None`: no limit). Jobs without a repository are not limited.
+    pub max_per_repo: Option<u32>,
 }
 
 /// A job's current lease.

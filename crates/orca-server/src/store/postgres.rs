@@ -48,6 +48,9 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<PgPool, StoreError> {
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
         .idle_timeout(Duration::from_secs(300))
+        // No ping before each use (a round trip per query): a dead connection fails its query
+        // with an I/O error, which is retried on a fresh one.
+        .test_before_acquire(false)
         .connect_lazy_with(opts.application_name("orca"));
     (|| async { sqlx::query("SELECT 1").execute(&pool).await })
         .retry(backoff_for(CONNECT_BUDGET))
@@ -221,9 +224,18 @@ impl JobStore for PgJobStore {
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError> {
         let claim = || async {
             let mut tx = self.pool.begin().await?;
+            if terms.max_per_repo.is_some() {
+                // Per-repository counts are only exact if claims do not overlap: serialize them
+                // cluster-wide for the length of this short transaction.
+                sqlx::query("SELECT pg_advisory_xact_lock(7_260_731)").execute(&mut *tx).await?;
+            }
             let row = sqlx::query(
-                "SELECT body, git_token FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                "SELECT body, git_token FROM jobs q WHERE status = 'queued'
+                   AND ($1::int8 IS NULL OR q.repo_url IS NULL OR (SELECT COUNT(*) FROM jobs r
+                        WHERE r.repo_url = q.repo_url AND r.status IN ('scheduled', 'running')) < $1::int8)
+                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
             )
+            .bind(terms.max_per_repo.map(i64::from))
             .fetch_optional(&mut *tx)
             .await?;
             let Some(row) = row else { return Ok(None) };

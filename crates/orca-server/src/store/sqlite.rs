@@ -158,7 +158,14 @@ impl JobStore for SqliteJobStore {
         // Each failed compare-and-set means another claimer took that job, so the queue got
         // shorter; the bound only guards against a queue that refills faster than we claim.
         for _ in 0..1000 {
-            let row = sqlx::query("SELECT body, git_token FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1")
+            let row = sqlx::query(
+                "SELECT body, git_token FROM jobs q WHERE status = 'queued'
+                   AND (? IS NULL OR q.repo_url IS NULL OR (SELECT COUNT(*) FROM jobs r
+                        WHERE r.repo_url = q.repo_url AND r.status IN ('scheduled', 'running')) < ?)
+                 ORDER BY created_at, id LIMIT 1",
+            )
+            .bind(terms.max_per_repo.map(i64::from))
+            .bind(terms.max_per_repo.map(i64::from))
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(unavailable)?;
