@@ -227,7 +227,7 @@ impl JobStore for PgJobStore {
             if terms.max_per_repo.is_some() {
                 // Per-repository counts are only exact if claims do not overlap: serialize them
                 // cluster-wide for the length of this short transaction.
-                sqlx::query("SELECT pg_advisory_xact_lock(7_260_731)").execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7260731)").execute(&mut *tx).await?;
             }
             let row = sqlx::query(
                 "SELECT body, git_token FROM jobs q WHERE status = 'queued'
