@@ -73,6 +73,8 @@ async fn run() {
     .chain(["ORCA_DATABASE_POOL_SIZE", "ORCA_WORKER_BIN"].into_iter().filter_map(|k| env(k).map(|v| (k.to_string(), v))))
     .collect();
     let config = orca_server::config::Config::from_vars(&vars).unwrap();
+    orca_server::telemetry::init("warn", orca_server::config::LogFormat::Text);
+    let only = env("ORCA_BENCH_ONLY").unwrap_or_default();
     let server = orca_server::Server::start(&config).await.expect("server starts (build orca-worker first)");
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
@@ -81,37 +83,12 @@ async fn run() {
     wait_running(&http, &base, &parked).await;
 
     println!("{}", machine(&mut admin_conn, &redis_url).await);
-    println!("\n### Submit: jobs/s accepted by POST /api/v1/jobs vs pgbench single-row INSERT ({secs} s per point)\n");
-    println!("| concurrency | Orca submit (jobs/s) | p50 / p99 latency (ms) | pgbench INSERT (tx/s) | Orca / pgbench |");
-    println!("|---:|---:|---:|---:|---:|");
-    prepare_pgbench(db_url.as_str()).await;
-    for c in [1usize, 16, 64] {
-        // Three alternating rounds each; the median damps a neighbour's burst of CPU use.
-        let (mut ours, mut theirs) = (vec![], vec![]);
-        for _ in 0..3 {
-            ours.push(submit_rate(&http, &base, c, Duration::from_secs(secs)).await);
-            theirs.push(pgbench(db_url.as_str(), c, secs));
-        }
-        ours.sort_by(|a, b| a.0.total_cmp(&b.0));
-        theirs.sort_by(|a, b| a.total_cmp(b));
-        let ((rate, p50, p99), pg) = (ours[1], theirs[1]);
-        println!("| {c} | {rate:.0} | {p50:.1} / {p99:.1} | {pg:.0} | {:.0}% |", 100.0 * rate / pg);
+    if only.is_empty() || only == "submit" {
+        submit_section(&http, &base, db_url.as_str(), secs).await;
     }
-
-    println!("\n### Events: XADD → WebSocket client vs redis-benchmark XADD\n");
-    println!("| producers (clients × pipeline) | events | appended (events/s) | delivered to the WebSocket client (events/s) | redis-benchmark XADD, same clients × pipeline (req/s) | delivered / XADD |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (raw_xadd, producers, depth) in [(false, 1usize, 1usize), (false, 8, 32), (true, 1, 1), (true, 1, 32)] {
-        let n = 200_000;
-        let job = submit(&http, &base, json!({"prompt": "event sink"})).await;
-        let (appended, delivered) = events_rate(&redis_url, &prefix, &server, &job, raw_xadd, producers, depth, n).await;
-        let raw = redis_benchmark(&redis_url, producers, depth, n);
-        let how = if raw_xadd { "plain XADD with explicit ids" } else { "Orca's append script" };
-        println!("| {how}, {producers} × {depth} | {n} | {appended:.0} | {delivered:.0} | {raw:.0} | {:.0}% |", 100.0 * delivered / raw);
+    if only.is_empty() || only == "events" {
+        events_section(&http, &base, &redis_url, &prefix, &server).await;
     }
-    let reference = redis_benchmark(&redis_url, 50, 1, 200_000);
-    println!("\nredis-benchmark XADD with its default 50 clients, no pipelining: {reference:.0} req/s.");
-
     if env("ORCA_BENCH_MILLION").is_some() {
         million(&http, &base, db_url.as_str()).await;
     }
@@ -123,6 +100,41 @@ async fn run() {
         let _: Result<(), _> = redis::cmd("UNLINK").arg(k).query_async(&mut r).await;
     }
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db_name} WITH (FORCE)"))).execute(&mut admin_conn).await;
+}
+
+async fn submit_section(http: &reqwest::Client, base: &str, db_url: &str, secs: u64) {
+    println!("\n### Submit: jobs/s accepted by POST /api/v1/jobs vs pgbench single-row INSERT ({secs} s per point)\n");
+    println!("| concurrency | Orca submit (jobs/s) | p50 / p99 latency (ms) | pgbench INSERT (tx/s) | Orca / pgbench |");
+    println!("|---:|---:|---:|---:|---:|");
+    prepare_pgbench(db_url).await;
+    for c in [1usize, 16, 64] {
+        // Three alternating rounds each; the median damps a neighbour's burst of CPU use.
+        let (mut ours, mut theirs) = (vec![], vec![]);
+        for _ in 0..3 {
+            ours.push(submit_rate(http, base, c, Duration::from_secs(secs)).await);
+            theirs.push(pgbench(db_url, c, secs));
+        }
+        ours.sort_by(|a, b| a.0.total_cmp(&b.0));
+        theirs.sort_by(|a, b| a.total_cmp(b));
+        let ((rate, p50, p99), pg) = (ours[1], theirs[1]);
+        println!("| {c} | {rate:.0} | {p50:.1} / {p99:.1} | {pg:.0} | {:.0}% |", 100.0 * rate / pg);
+    }
+}
+
+async fn events_section(http: &reqwest::Client, base: &str, redis_url: &str, prefix: &str, server: &orca_server::Server) {
+    println!("\n### Events: XADD → WebSocket client vs redis-benchmark XADD\n");
+    println!("| producers (clients × pipeline) | events | appended (events/s) | delivered to the WebSocket client (events/s) | redis-benchmark XADD, same clients × pipeline (req/s) | delivered / XADD |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (raw_xadd, producers, depth) in [(false, 1usize, 1usize), (false, 8, 32), (true, 1, 1), (true, 1, 32)] {
+        let n = 200_000;
+        let job = submit(http, base, json!({"prompt": "event sink"})).await;
+        let (appended, delivered) = events_rate(redis_url, prefix, server, &job, raw_xadd, producers, depth, n).await;
+        let raw = redis_benchmark(redis_url, producers, depth, n);
+        let how = if raw_xadd { "plain XADD with explicit ids" } else { "Orca's append script" };
+        println!("| {how}, {producers} × {depth} | {n} | {appended:.0} | {delivered:.0} | {raw:.0} | {:.0}% |", 100.0 * delivered / raw);
+    }
+    let reference = redis_benchmark(redis_url, 50, 1, 200_000);
+    println!("\nredis-benchmark XADD with its default 50 clients, no pipelining: {reference:.0} req/s.");
 }
 
 async fn machine(pg: &mut sqlx::PgConnection, redis_url: &str) -> String {
@@ -150,8 +162,10 @@ async fn machine(pg: &mut sqlx::PgConnection, redis_url: &str) -> String {
 
 async fn submit(http: &reqwest::Client, base: &str, body: Value) -> String {
     let r = http.post(format!("{base}/api/v1/jobs")).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    let status = r.status();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{answer}");
+    answer["id"].as_str().unwrap().to_owned()
 }
 
 async fn wait_running(http: &reqwest::Client, base: &str, id: &str) {

@@ -327,11 +327,13 @@ impl JobManager {
         };
         if job.status == JobStatus::Scheduled {
             let running = job.transition(&StatusChange::to(JobStatus::Running), Self::now()).expect("scheduled → running");
-            if self.store.update_if_status(&running, JobStatus::Scheduled).await? {
+            if self.store.update_if_owned(&running, JobStatus::Scheduled, self.instance_id()).await? {
                 self.bus.append(id, AgentEvent::status(JobStatus::Running, None, None)).await?;
                 self.notify(&running).await;
             } else {
-                cancel.cancel(); // cancelled while starting
+                // Cancelled while starting, or the claim was taken over (our lease ran out):
+                // either way this worker must not run; `finish` leaves a taken-over job alone.
+                cancel.cancel();
             }
         }
         let mut pump = worker.output.map(|out| {
@@ -403,7 +405,7 @@ impl JobManager {
                     job.transition(&StatusChange::to(JobStatus::Failed).with_reason(e.to_string()), Self::now()).expect("active → failed")
                 }
             };
-            if self.store.update_if_status(&next, job.status).await? {
+            if self.store.update_if_owned(&next, job.status, self.instance_id()).await? {
                 self.bus.append(id, AgentEvent::status(next.status, next.failure_reason.clone(), next.exit_code)).await?;
                 self.notify(&next).await;
                 self.release(id).await;

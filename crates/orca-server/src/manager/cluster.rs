@@ -184,9 +184,11 @@ impl JobManager {
                     let kept: HashSet<JobId> = kept.into_iter().collect();
                     for id in ids.iter().filter(|id| !kept.contains(id)) {
                         // Usually the job just ended (and its lease was released); stop the
-                        // worker only if another instance holds the lease now.
+                        // worker only if another instance holds the lease now, or the reaper
+                        // put the job back in the queue.
                         let holder = self.store.lease(*id).await.ok().flatten().map(|l| l.owner);
-                        if holder.as_deref().is_some_and(|h| h != self.instance_id()) {
+                        let requeued = matches!(self.store.get(*id).await, Ok(Some(j)) if j.status == JobStatus::Queued);
+                        if requeued || holder.as_deref().is_some_and(|h| h != self.instance_id()) {
                             tracing::warn!(job_id = %id, holder = ?holder, "lost the job's lease to another instance; stopping its worker");
                             self.stop_supervised(*id);
                         }

@@ -78,6 +78,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Replaces `job` if its stored status is still `expected`; `false` if someone moved it first.
     async fn update_if_status(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError>;
 
+    /// Like [`JobStore::update_if_status`], and only while `owner` holds the job's lease: a
+    /// supervisor whose claim was taken over can never move the new owner's job.
+    async fn update_if_owned(&self, job: &Job, expected: JobStatus, owner: &str) -> Result<bool, StoreError>;
+
     /// Atomically moves the oldest queued job to `scheduled`, leased to `terms.owner` until
     /// `terms.until`, and returns it. Under any number of concurrent claimers a job is claimed once.
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError>;

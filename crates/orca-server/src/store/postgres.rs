@@ -221,6 +221,27 @@ impl JobStore for PgJobStore {
         Ok(tries.load(Ordering::Relaxed) > 1 && self.get(job.id).await?.as_ref() == Some(job))
     }
 
+    async fn update_if_owned(&self, job: &Job, expected: JobStatus, owner: &str) -> Result<bool, StoreError> {
+        let tries = AtomicU32::new(0);
+        let res = self
+            .retrying(&tries, || {
+                sqlx::query("UPDATE jobs SET status = $1, body = $2 WHERE id = $3 AND status = $4 AND owner = $5")
+                    .bind(job.status.as_str())
+                    .bind(Json(job))
+                    .bind(job.id.0)
+                    .bind(expected.as_str())
+                    .bind(owner)
+                    .execute(&self.pool)
+            })
+            .await
+            .map_err(unavailable)?;
+        if res.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // After a lost acknowledgement the retry finds the row already moved, by us.
+        Ok(tries.load(Ordering::Relaxed) > 1 && self.get(job.id).await?.as_ref() == Some(job))
+    }
+
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError> {
         let claim = || async {
             let mut tx = self.pool.begin().await?;

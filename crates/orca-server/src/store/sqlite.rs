@@ -154,6 +154,19 @@ impl JobStore for SqliteJobStore {
         Ok(res.rows_affected() == 1)
     }
 
+    async fn update_if_owned(&self, job: &Job, expected: JobStatus, owner: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE jobs SET status = ?, body = ? WHERE id = ? AND status = ? AND owner = ?")
+            .bind(job.status.as_str())
+            .bind(body(job)?)
+            .bind(job.id.to_string())
+            .bind(expected.as_str())
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(res.rows_affected() == 1)
+    }
+
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError> {
         // Each failed compare-and-set means another claimer took that job, so the queue got
         // shorter; the bound only guards against a queue that refills faster than we claim.
