@@ -5,9 +5,10 @@
 //!    clients in this process, the server in this process), next to `pgbench` inserting one
 //!    row per transaction into a copy of the `jobs` table (same columns and indexes, a job's
 //!    real JSON body) at the same concurrency.
-//! 2. Events/s delivered from XADD to a WebSocket client: producers append to one job's stream
-//!    with the bus's own script while a client follows `/api/v1/jobs/:id/stream`; next to
-//!    `redis-benchmark` running plain `XADD` with the same number of clients.
+//! 2. Events/s delivered from XADD to a WebSocket client: `redis-benchmark` appends to one job's
+//!    stream with the bus's own append script while a client follows
+//!    `/api/v1/jobs/:id/stream`; next to `redis-benchmark` running plain `XADD` with the same
+//!    clients and pipeline depth.
 //! 3. With `ORCA_BENCH_MILLION=1`: list latency over a million jobs, per filter.
 //!
 //! Engines: `ORCA_BENCH_DATABASE_URL` (default `ORCA_TEST_DATABASE_URL`; a role that may
@@ -23,8 +24,6 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const EVENT: &str = r#"{"type":"text","text":"a typical line of agent output, about eighty bytes long...."}"#;
@@ -123,18 +122,17 @@ async fn submit_section(http: &reqwest::Client, base: &str, db_url: &str, secs: 
 
 async fn events_section(http: &reqwest::Client, base: &str, redis_url: &str, prefix: &str, server: &orca_server::Server) {
     println!("\n### Events: XADD → WebSocket client vs redis-benchmark XADD\n");
-    println!("| producers (clients × pipeline) | events | appended (events/s) | delivered to the WebSocket client (events/s) | redis-benchmark XADD, same clients × pipeline (req/s) | delivered / XADD |");
+    println!("redis-benchmark appends with Orca's append script (`EVALSHA`: `INCR` + `XADD <n>-0` + idempotency record) while a");
+    println!("WebSocket client follows the job; next to it, redis-benchmark's plain `XADD` with the same clients and pipeline.\n");
+    println!("| redis-benchmark clients × pipeline | events | appended by the script (events/s) | delivered to the WebSocket client (events/s) | plain XADD (req/s) | delivered / plain XADD |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for (raw_xadd, producers, depth) in [(false, 1usize, 1usize), (false, 8, 32), (true, 1, 1), (true, 1, 32)] {
-        let n = 200_000;
+    for (clients, depth) in [(1usize, 1usize), (50, 1), (50, 16)] {
+        let n = 300_000;
         let job = submit(http, base, json!({"prompt": "event sink"})).await;
-        let (appended, delivered) = events_rate(redis_url, prefix, server, &job, raw_xadd, producers, depth, n).await;
-        let raw = redis_benchmark(redis_url, producers, depth, n);
-        let how = if raw_xadd { "plain XADD with explicit ids" } else { "Orca's append script" };
-        println!("| {how}, {producers} × {depth} | {n} | {appended:.0} | {delivered:.0} | {raw:.0} | {:.0}% |", 100.0 * delivered / raw);
+        let (appended, delivered) = events_rate(redis_url, prefix, server, &job, clients, depth, n).await;
+        let raw = redis_benchmark(redis_url, clients, depth, n, None);
+        println!("| {clients} × {depth} | {n} | {appended:.0} | {delivered:.0} | {raw:.0} | {:.0}% |", 100.0 * delivered / raw);
     }
-    let reference = redis_benchmark(redis_url, 50, 1, 200_000);
-    println!("\nredis-benchmark XADD with its default 50 clients, no pipelining: {reference:.0} req/s.");
 }
 
 async fn machine(pg: &mut sqlx::PgConnection, redis_url: &str) -> String {
@@ -272,84 +270,47 @@ fn pgbench(db_url: &str, c: usize, secs: u64) -> f64 {
         .unwrap_or_else(|| panic!("pgbench said: {text}{}", String::from_utf8_lossy(&out.stderr)))
 }
 
-/// `producers` tasks append `n` events (the bus's script, `depth` calls per pipeline) to one
-/// job while a WebSocket client follows it; returns (appended/s, delivered/s), both from the
-/// first append.
-async fn events_rate(
-    redis_url: &str,
-    prefix: &str,
-    server: &orca_server::Server,
-    job: &str,
-    raw_xadd: bool,
-    producers: usize,
-    depth: usize,
-    n: usize,
-) -> (f64, f64) {
+/// redis-benchmark (`clients` × `depth`) appends `n` events to one job with Orca's append
+/// script while a WebSocket client follows the job; returns (appended/s as redis-benchmark
+/// measured it, delivered/s from the start of the run to the last event received).
+async fn events_rate(redis_url: &str, prefix: &str, server: &orca_server::Server, job: &str, clients: usize, depth: usize, n: usize) -> (f64, f64) {
     let ws_url = format!("ws://{}/api/v1/jobs/{job}/stream?fromId=1", server.addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    let keys = Arc::new(JobKeys::new(prefix, job));
-    let client = redis::Client::open(redis_url).unwrap();
+    let keys = JobKeys::new(prefix, job);
+    let mut con = redis::Client::open(redis_url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let sha: String = redis::Script::new(APPEND_SCRIPT).prepare_invoke().load_async(&mut con).await.unwrap();
+    let script_args = vec!["EVALSHA".into(), sha, "3".into(), keys.events, keys.seq, keys.writers, EVENT.into(), "1".into(), "10000000".into(), String::new(), "0".into(), "0".into()];
     let start = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = vec![];
-    for p in 0..producers {
-        let (keys, next, client) = (keys.clone(), next.clone(), client.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut con = client.get_multiplexed_async_connection().await.unwrap();
-            let script = redis::Script::new(APPEND_SCRIPT);
-            let _: String = script.prepare_invoke().load_async(&mut con).await.unwrap();
-            let writer = format!("bench-{p}");
-            let mut seq = 0u64;
-            loop {
-                let taken = next.fetch_add(depth as u64, Ordering::Relaxed);
-                if taken >= n as u64 {
-                    break;
-                }
-                let mut pipe = redis::pipe();
-                for k in 0..(depth as u64).min(n as u64 - taken) {
-                    seq += 1;
-                    let micros = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000;
-                    if raw_xadd {
-                        // One producer: ids follow the job's `queued` event (id 1).
-                        pipe.cmd("XADD").arg(&keys.events).arg(format!("{}-0", taken + k + 2)).arg("e").arg(EVENT).arg("t").arg(micros as i64).ignore();
-                    } else {
-                        pipe.cmd("EVALSHA").arg(script.get_hash()).arg(3).arg(&keys.events).arg(&keys.seq).arg(&keys.writers);
-                        pipe.arg(EVENT).arg(micros as i64).arg(10_000_000).arg(&writer).arg(seq).arg(0).ignore();
-                    }
-                }
-                let _: () = pipe.query_async(&mut con).await.unwrap();
-            }
-        }));
-    }
-    let receiver = tokio::spawn(async move {
-        let mut got = 0usize;
-        while got < n {
-            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("delivery stalled") {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_))) => got += 1,
-                Some(Ok(_)) => {}
-                other => panic!("stream ended early after {got}: {other:?}"),
-            }
+    let url = redis_url.to_owned();
+    let producer = tokio::task::spawn_blocking(move || redis_benchmark(&url, clients, depth, n, Some(script_args)));
+    let mut got = 0usize;
+    while got < n {
+        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await.expect("delivery stalled") {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_))) => got += 1,
+            Some(Ok(_)) => {}
+            other => panic!("stream ended early after {got}: {other:?}"),
         }
-        let _ = ws.close(None).await;
-        start.elapsed()
-    });
-    futures::future::join_all(tasks).await;
-    let appended = start.elapsed();
-    let delivered = receiver.await.unwrap();
-    (n as f64 / appended.as_secs_f64(), n as f64 / delivered.as_secs_f64())
+    }
+    let delivered = start.elapsed();
+    let appended = producer.await.unwrap();
+    drop(ws);
+    (appended, n as f64 / delivered.as_secs_f64())
 }
 
-/// redis-benchmark: plain XADD of the same payload, `c` clients, pipelines of `depth`.
-fn redis_benchmark(redis_url: &str, c: usize, depth: usize, n: usize) -> f64 {
+/// redis-benchmark, `c` clients, pipelines of `depth`, `n` requests: plain XADD of the event
+/// (a fresh key, dropped after), or the given command. Returns requests/s.
+fn redis_benchmark(redis_url: &str, c: usize, depth: usize, n: usize, command: Option<Vec<String>>) -> f64 {
     let u = url::Url::parse(redis_url).unwrap();
+    let (host, port) = (u.host_str().unwrap_or("127.0.0.1").to_owned(), u.port().unwrap_or(6379).to_string());
     let key = format!("orca-bench-raw-{}", uuid::Uuid::now_v7().simple());
+    let command = command.unwrap_or_else(|| ["XADD", &key, "*", "e", EVENT, "t", "1"].map(String::from).to_vec());
     let out = Command::new("redis-benchmark")
-        .args(["-h", u.host_str().unwrap_or("127.0.0.1"), "-p", &u.port().unwrap_or(6379).to_string()])
-        .args(["-c", &c.to_string(), "-P", &depth.to_string(), "-n", &n.to_string(), "-q", "--csv", "XADD", &key, "*", "e", EVENT, "t", "1"])
+        .args(["-h", &host, "-p", &port, "-c", &c.to_string(), "-P", &depth.to_string(), "-n", &n.to_string(), "-q", "--csv"])
+        .args(&command)
         .output()
         .expect("run redis-benchmark");
     let text = String::from_utf8_lossy(&out.stdout);
-    let _ = Command::new("redis-cli").args(["-h", u.host_str().unwrap_or("127.0.0.1"), "-p", &u.port().unwrap_or(6379).to_string(), "DEL", &key]).output();
+    let _ = Command::new("redis-cli").args(["-h", &host, "-p", &port, "DEL", &key]).output();
     // CSV: "test","rps",avg,min,p50,p95,p99,max; the test name itself contains commas.
     text.lines()
         .filter(|l| !l.starts_with("\"test\""))
