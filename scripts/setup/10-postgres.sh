@@ -59,10 +59,15 @@ _orca_pg_setup() {
   if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'orca'")" != 1 ]; then
     "${psql[@]}" -c "CREATE DATABASE orca OWNER orca" || return 0
   fi
-  # Databases that earlier (interrupted) test runs left behind.
-  local db
-  for db in $("${psql[@]}" -c "SELECT datname FROM pg_database WHERE datname LIKE 'orca\_test\_%' OR datname LIKE 'orca\_bench\_%'"); do
-    "${psql[@]}" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  # Databases that earlier (interrupted) runs left behind: their names end in a UUIDv7, whose
+  # first 48 bits are the creation time in ms; only those over 6 hours old go (a run of the
+  # suite or the benchmark that is going on right now keeps its own).
+  local db hex cutoff=$(( $(date +%s) * 1000 - 6 * 3600 * 1000 ))
+  for db in $("${psql[@]}" -c "SELECT datname FROM pg_database WHERE datname ~ '^orca_(test|bench)_[0-9a-f]{32}$'"); do
+    hex="${db: -32:12}"
+    if [ "$((16#$hex))" -lt "$cutoff" ]; then
+      "${psql[@]}" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
   done
   export ORCA_TEST_DATABASE_URL="postgres://orca:orca@127.0.0.1:$port/orca"
   echo "==> PostgreSQL ready: $ORCA_TEST_DATABASE_URL (data in $data)" >&2

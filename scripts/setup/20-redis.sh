@@ -36,8 +36,14 @@ _orca_redis_setup() {
     echo "!!! Redis is not answering on 127.0.0.1:$port; see $dir/redis.log" >&2
     return 0
   fi
-  # Keys that earlier (interrupted) test runs left behind.
-  { redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'orca-test-*'; redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'orca-bench*'; } 2>/dev/null \
+  # Keys that earlier (interrupted) runs left behind: prefixes end in a UUIDv7 (creation time
+  # in its first 48 bits); only those over 6 hours old go, not those of a run going on now.
+  local cutoff=$(( $(date +%s) * 1000 - 6 * 3600 * 1000 ))
+  { redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'orca-test-*'; redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'orca-bench-*'; } 2>/dev/null \
+    | awk -v cutoff="$cutoff" '/^orca-(test|bench)-[0-9a-f]+:/ {
+        hex = substr($0, /^orca-test-/ ? 11 : 12, 12); ms = 0
+        for (i = 1; i <= 12; i++) ms = ms * 16 + index("0123456789abcdef", substr(hex, i, 1)) - 1
+        if (ms < cutoff) print }' \
     | xargs -r -n 500 redis-cli -h 127.0.0.1 -p "$port" unlink >/dev/null 2>&1 || true
   export ORCA_TEST_REDIS_URL="redis://127.0.0.1:$port"
   echo "==> Redis ready: $ORCA_TEST_REDIS_URL (data in $dir)" >&2

@@ -94,9 +94,17 @@ async fn run() {
     let _ = http.post(format!("{base}/api/v1/jobs/{parked}/cancel")).send().await;
     server.stop().await.unwrap();
     let mut r = redis::Client::open(redis_url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut r).await.unwrap_or_default();
-    for k in keys.chunks(500) {
-        let _: Result<(), _> = redis::cmd("UNLINK").arg(k).query_async(&mut r).await;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{prefix}:*")).arg("COUNT").arg(1000).query_async(&mut r).await.unwrap();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("UNLINK").arg(&keys).query_async(&mut r).await;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
     }
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db_name} WITH (FORCE)"))).execute(&mut admin_conn).await;
 }

@@ -111,7 +111,8 @@ async fn a_job_submitted_to_one_instance_is_streamed_cancelled_and_retried_throu
 async fn a_burst_of_1000_submissions_loses_and_duplicates_nothing() {
     let Some(sh) = Shared::new("burst of submissions").await else { return };
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let extra = [("ORCA_MAX_CONCURRENT_JOBS", "8")];
+    // A generous lease: this test loads two cores far beyond normal, and is not about takeover.
+    let extra = [("ORCA_MAX_CONCURRENT_JOBS", "8"), ("ORCA_LEASE_SECONDS", "15")];
     let (a, b) = (Arc::new(sh.instance(da.path(), "burst-a", &extra).await), Arc::new(sh.instance(db.path(), "burst-b", &extra).await));
     let gate = Arc::new(tokio::sync::Semaphore::new(100));
     let mut tasks = vec![];

@@ -26,6 +26,7 @@ fn settings() -> Settings {
         limits: LimitsPolicy::default(),
         stop_grace: Duration::from_secs(2),
         worker_redis_url: None,
+        worker_redis_env: vec![],
         agent_env: Vec::new(),
         creds_claim: DEFAULT_CREDS_CLAIM.into(),
         kubeconfig: None,

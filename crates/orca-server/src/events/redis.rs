@@ -72,11 +72,12 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
-/// Environment for a worker that should XADD its events itself (Docker and Kubernetes
-/// schedulers pass it; the local scheduler reads the worker's stdout instead).
-pub fn worker_env(settings: &RedisEvents) -> Vec<(&'static str, String)> {
+/// Environment for a worker that should XADD its events itself, reaching Redis at `url`
+/// (which may differ from the backend's own address, e.g. a cluster-internal name): the same
+/// key prefix and retention as this backend, so it reads what the worker writes.
+pub fn worker_env(settings: &RedisEvents, url: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("REDIS_URL", settings.url.expose().to_owned()),
+        ("REDIS_URL", url.to_owned()),
         ("ORCA_REDIS_PREFIX", settings.prefix.clone()),
         ("ORCA_EVENTS_MAXLEN", settings.maxlen.to_string()),
     ]

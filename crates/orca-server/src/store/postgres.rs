@@ -36,8 +36,14 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/post
 /// How long start-up waits for PostgreSQL to accept connections.
 const CONNECT_BUDGET: Duration = Duration::from_secs(30);
 
+/// Connections kept apart for heartbeats and health pings: a pool saturated by a burst of
+/// submissions must not delay lease renewals until other instances think this one is dead.
+const LEASE_POOL_SIZE: u32 = 2;
+
 pub struct PgJobStore {
     pool: PgPool,
+    /// Heartbeats and pings only (see [`LEASE_POOL_SIZE`]).
+    lease_pool: PgPool,
 }
 
 /// Opens a pool of at most `pool_size` connections, waiting (bounded) for the server to come up.
@@ -71,7 +77,8 @@ impl PgJobStore {
     pub async fn open(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let pool = connect(url, pool_size).await?;
         migrate(&pool).await?;
-        Ok(Self { pool })
+        let lease_pool = connect(url, LEASE_POOL_SIZE).await?;
+        Ok(Self { pool, lease_pool })
     }
 
     /// The pool, for other tables in the same database.
@@ -291,7 +298,7 @@ impl JobStore for PgJobStore {
                     .bind(terms.owner)
                     .bind(&ids)
                     .bind(terms.until)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.lease_pool)
             })
             .await?;
         Ok(kept.into_iter().map(JobId).collect())
@@ -364,6 +371,6 @@ impl JobStore for PgJobStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+        sqlx::query("SELECT 1").execute(&self.lease_pool).await.map(|_| ()).map_err(unavailable)
     }
 }

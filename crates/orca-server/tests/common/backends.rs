@@ -81,12 +81,23 @@ impl TestRedis {
         redis::Client::open(self.url.as_str()).unwrap().get_multiplexed_async_connection().await.expect("connect to the test Redis")
     }
 
-    /// Deletes every key under the prefix.
+    /// Deletes every key under the prefix (SCAN, so other tests' calls are never blocked).
     pub async fn cleanup(&self) {
         let mut c = self.conn().await;
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query_async(&mut c).await.unwrap_or_default();
-        for chunk in keys.chunks(500) {
-            let _: Result<(), _> = redis::cmd("UNLINK").arg(chunk).query_async(&mut c).await;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) =
+                match redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{}:*", self.prefix)).arg("COUNT").arg(1000).query_async(&mut c).await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                };
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("UNLINK").arg(&keys).query_async(&mut c).await;
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
         }
     }
 }

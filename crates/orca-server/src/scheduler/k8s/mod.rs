@@ -92,6 +92,9 @@ pub struct Settings {
     /// `REDIS_URL` as workers reach it, when they write their events to Redis themselves;
     /// `None`: their stdout events are read from the pod log.
     pub worker_redis_url: Option<String>,
+    /// What else a worker writing to Redis needs to write where this backend reads
+    /// (`ORCA_REDIS_PREFIX`, `ORCA_EVENTS_MAXLEN`); empty unless the bus is Redis.
+    pub worker_redis_env: Vec<(String, String)>,
     /// Model keys and endpoints handed to each worker (secret ones through the job's Secret).
     pub agent_env: Vec<(String, Secret)>,
     /// The credentials PersistentVolumeClaim, mounted when it exists.
@@ -111,6 +114,12 @@ impl Settings {
             limits: c.sandbox.limits,
             stop_grace: c.stop_grace,
             worker_redis_url: c.k8s.worker_redis_url.as_ref().map(|u| u.expose().to_owned()),
+            worker_redis_env: match (&c.events, &c.k8s.worker_redis_url) {
+                (crate::config::EventsBackend::Redis(r), Some(url)) => {
+                    crate::events::redis::worker_env(r, url.expose()).into_iter().filter(|(k, _)| *k != "REDIS_URL").map(|(k, v)| (k.to_owned(), v)).collect()
+                }
+                _ => vec![],
+            },
             agent_env: c.agent_env.vars().iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
             creds_claim: c.sandbox.docker.creds_volume.clone(),
             kubeconfig: c.k8s.kubeconfig.clone(),

@@ -86,6 +86,7 @@ fn split_env(spec: &WorkerSpec, s: &Settings) -> (Vec<(String, String)>, BTreeMa
     all.push(("HOME".into(), HOME_DIR.into()));
     if let Some(url) = &s.worker_redis_url {
         all.push(("REDIS_URL".into(), url.clone()));
+        all.extend(s.worker_redis_env.iter().cloned());
     }
     // Model keys and endpoints; CLI locations are the image's business.
     all.extend(s.agent_env.iter().filter(|(k, _)| !k.ends_with("_BIN")).map(|(k, v)| (k.clone(), v.expose().to_owned())));
