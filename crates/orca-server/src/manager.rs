@@ -156,17 +156,7 @@ impl JobManager {
         if job.status != JobStatus::Queued {
             return Ok(None);
         }
-        // Jobs queued before this one (the list is newest first; page through it, bounded).
-        let mut ahead = 0u64;
-        let page_size = orca_core::filter::MAX_LIMIT;
-        for page_no in 0..200u64 {
-            let filter = JobFilter { status: vec![JobStatus::Queued], limit: page_size, offset: page_no * page_size as u64, ..JobFilter::default() };
-            let page = self.store.list(&filter).await?;
-            ahead += page.jobs.iter().filter(|j| (j.created_at, j.id) < (job.created_at, job.id)).count() as u64;
-            if page.jobs.len() < page_size as usize {
-                break;
-            }
-        }
+        let ahead = self.store.queued_before(job).await?;
         let running = JobFilter { status: vec![JobStatus::Scheduled, JobStatus::Running], limit: 1, ..JobFilter::default() };
         let active = self.store.list(&running).await?.total;
         let limit = self.config.max_concurrent_jobs;

@@ -33,7 +33,7 @@ async fn a_worker_with_redis_url_xadds_its_events_directly() {
     let work = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(&worker)
         .env_clear()
-        .envs(worker_env(&settings))
+        .envs(worker_env(&settings, settings.url.expose()))
         .env("JOB_ID", job.to_string())
         .env("PROMPT", "straight to redis")
         .env("WORK_DIR", work.path())

@@ -65,6 +65,7 @@ macro_rules! conformance {
 
 conformance!(
     insert_get_and_duplicates,
+    concurrent_inserts_all_land_and_a_duplicate_fails_alone,
     list_filters_order_paging_and_total,
     since_includes_the_exact_creation_instant,
     update_is_compare_and_set,
@@ -73,6 +74,7 @@ conformance!(
     heartbeat_release_and_reclaim,
     reclaim_exactly_once_under_concurrency,
     statuses_and_active,
+    queued_before_counts_the_queue_ahead,
     claim_respects_the_per_repository_limit,
 );
 
@@ -102,6 +104,56 @@ async fn insert_get_and_duplicates(store: Arc<dyn JobStore>) {
     assert!(matches!(store.insert(&j).await, Err(StoreError::Duplicate(id)) if id == j.id));
     assert!(store.get(JobId::new_at(t)).await.unwrap().is_none());
     store.ping().await.unwrap();
+}
+
+/// A burst of concurrent inserts (which the PostgreSQL store writes in shared statements):
+/// every job lands exactly as given, and the one duplicate among them fails on its own without
+/// taking its neighbours down or overwriting the stored job.
+async fn concurrent_inserts_all_land_and_a_duplicate_fails_alone(store: Arc<dyn JobStore>) {
+    let t = datetime!(2026-12-04 11:00:00 UTC);
+    let original = job("the original", t);
+    store.insert(&original).await.unwrap();
+    let mut impostor = job("an impostor", t);
+    impostor.id = original.id;
+    let mut jobs: Vec<Job> = (0..299)
+        .map(|i| {
+            let at = t + Duration::from_millis(i + 1);
+            match i % 3 {
+                0 => job(&format!("burst {i}"), at),
+                1 => job_with(json!({"prompt": format!("burst {i}"), "repoUrl": format!("https://h/r{i}.git"), "config": {"gitToken": format!("tok_{i}")}}), at),
+                _ => job_with(json!({"prompt": format!("burst {i}"), "agentType": "codex", "timeoutSeconds": 60}), at),
+            }
+        })
+        .collect();
+    jobs.insert(150, impostor);
+    let gate = Arc::new(tokio::sync::Barrier::new(jobs.len()));
+    let tasks: Vec<_> = jobs
+        .iter()
+        .cloned()
+        .map(|j| {
+            let (store, gate) = (store.clone(), gate.clone());
+            tokio::spawn(async move {
+                gate.wait().await;
+                (j.id, j.prompt.clone(), store.insert(&j).await)
+            })
+        })
+        .collect();
+    let mut failed = vec![];
+    for t in tasks {
+        let (id, prompt, res) = t.await.unwrap();
+        match res {
+            Ok(()) => {}
+            Err(StoreError::Duplicate(d)) => failed.push((d, id, prompt)),
+            Err(e) => panic!("insert of {id} failed: {e}"),
+        }
+    }
+    assert_eq!(failed, vec![(original.id, original.id, "an impostor".to_owned())], "only the duplicate fails");
+    assert_eq!(store.get(original.id).await.unwrap().unwrap(), original, "the stored job is untouched");
+    for j in jobs.iter().filter(|j| j.id != original.id) {
+        assert_eq!(store.get(j.id).await.unwrap().as_ref(), Some(j), "job {} round-trips", j.prompt);
+    }
+    let all = store.list(&JobFilter { limit: 1, ..JobFilter::default() }).await.unwrap();
+    assert_eq!(all.total, 300);
 }
 
 async fn list_filters_order_paging_and_total(store: Arc<dyn JobStore>) {
@@ -323,6 +375,30 @@ async fn statuses_and_active(store: Arc<dyn JobStore>) {
     assert_eq!(got, want, "unknown ids are left out");
     assert!(store.statuses(&[]).await.unwrap().is_empty());
     assert_eq!(ids(&store.active().await.unwrap()), [q.id]);
+}
+
+async fn queued_before_counts_the_queue_ahead(store: Arc<dyn JobStore>) {
+    let t = datetime!(2026-12-04 10:00:00.000001 UTC);
+    let mut jobs: Vec<Job> = (0..5).map(|i| job(&format!("q{i}"), t + Duration::from_micros(i))).collect();
+    // Two jobs created in the same microsecond: the id breaks the tie, as when claiming.
+    let mut twin = job("twin", t + Duration::from_micros(4));
+    if twin.id < jobs[4].id {
+        std::mem::swap(&mut twin, &mut jobs[4]);
+    }
+    jobs.push(twin);
+    for j in jobs.iter().rev() {
+        store.insert(j).await.unwrap();
+    }
+    let ahead = |i: usize| {
+        let (store, j) = (store.clone(), jobs[i].clone());
+        async move { store.queued_before(&j).await.unwrap() }
+    };
+    assert_eq!((ahead(0).await, ahead(3).await, ahead(4).await, ahead(5).await), (0, 3, 4, 5));
+    let claimed = store.claim_next(&terms("me", t, Duration::from_secs(30))).await.unwrap().unwrap();
+    assert_eq!(claimed.id, jobs[0].id, "the queue's head is what a claim takes");
+    let cancelled = jobs[2].transition(&StatusChange::to(JobStatus::Cancelled), t).unwrap();
+    assert!(store.update_if_status(&cancelled, JobStatus::Queued).await.unwrap());
+    assert_eq!((ahead(1).await, ahead(3).await, ahead(5).await), (0, 1, 3), "only queued jobs count");
 }
 
 async fn claim_respects_the_per_repository_limit(store: Arc<dyn JobStore>) {

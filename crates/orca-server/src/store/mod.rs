@@ -103,6 +103,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// The stored status of each of `ids` that exists (one round trip, for cancel polling).
     async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, StoreError>;
 
+    /// How many queued jobs are ahead of `job` in the queue (claim order: `createdAt`, then id);
+    /// one indexed count, however long the queue.
+    async fn queued_before(&self, job: &Job) -> Result<u64, StoreError>;
+
     /// Jobs in `scheduled` or `running`, for reconciliation at start-up.
     async fn active(&self) -> Result<Vec<Job>, StoreError>;
 

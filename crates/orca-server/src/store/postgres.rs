@@ -16,6 +16,8 @@
 //! been applied (the commit happened, the reply was lost) is recognised: a duplicate insert of
 //! an identical job and a compare-and-set that finds its own update both count as success.
 
+mod batch;
+
 use super::{JobStore, Lease, LeaseTerms, Reclaimed, StoreError};
 use crate::retry::{backoff, backoff_for, sqlx_transient};
 use async_trait::async_trait;
@@ -44,7 +46,12 @@ pub struct PgJobStore {
     pool: PgPool,
     /// Heartbeats and pings only (see [`LEASE_POOL_SIZE`]).
     lease_pool: PgPool,
+    /// Group commit of inserts.
+    inserts: batch::Batcher,
 }
+
+/// Writer tasks of the insert batcher (each holds at most one connection at a time).
+const INSERT_WRITERS: usize = 2;
 
 /// Opens a pool of at most `pool_size` connections, waiting (bounded) for the server to come up.
 pub async fn connect(url: &str, pool_size: u32) -> Result<PgPool, StoreError> {
@@ -78,7 +85,8 @@ impl PgJobStore {
         let pool = connect(url, pool_size).await?;
         migrate(&pool).await?;
         let lease_pool = connect(url, LEASE_POOL_SIZE).await?;
-        Ok(Self { pool, lease_pool })
+        let inserts = batch::Batcher::start(pool.clone(), INSERT_WRITERS);
+        Ok(Self { pool, lease_pool, inserts })
     }
 
     /// The pool, for other tables in the same database.
@@ -93,21 +101,25 @@ impl PgJobStore {
         Ok(job)
     }
 
-    /// Runs `op`, retrying while the database is unreachable; counts attempts in `tries`.
-    async fn retrying<T, F, Fut>(&self, tries: &AtomicU32, op: F) -> Result<T, sqlx::Error>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, sqlx::Error>>,
-    {
-        let mut op = op;
-        (|| {
-            tries.fetch_add(1, Ordering::Relaxed);
-            op()
+    /// Stores `job` if its row is still in status `expected` (and leased to `owner`, if given).
+    async fn compare_and_set(&self, job: &Job, expected: JobStatus, owner: Option<&str>) -> Result<bool, StoreError> {
+        let tries = AtomicU32::new(0);
+        let res = retrying(&tries, || {
+            sqlx::query("UPDATE jobs SET status = $1, body = $2 WHERE id = $3 AND status = $4 AND ($5::text IS NULL OR owner = $5)")
+                .bind(job.status.as_str())
+                .bind(Json(job))
+                .bind(job.id.0)
+                .bind(expected.as_str())
+                .bind(owner)
+                .execute(&self.pool)
         })
-        .retry(backoff())
-        .when(sqlx_transient)
-        .notify(|e, d| tracing::warn!("PostgreSQL: {e}; retrying in {d:?}"))
         .await
+        .map_err(unavailable)?;
+        if res.rows_affected() == 1 {
+            return Ok(true);
+        }
+        // After a lost acknowledgement the retry finds the row already moved, by us.
+        Ok(tries.load(Ordering::Relaxed) > 1 && self.get(job.id).await?.as_ref() == Some(job))
     }
 
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
@@ -115,7 +127,60 @@ impl PgJobStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        self.retrying(&AtomicU32::new(0), op).await.map_err(unavailable)
+        retrying(&AtomicU32::new(0), op).await.map_err(unavailable)
+    }
+}
+
+/// Runs `op`, retrying while the database is unreachable; counts attempts in `tries`.
+async fn retrying<T, F, Fut>(tries: &AtomicU32, op: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut op = op;
+    (|| {
+        tries.fetch_add(1, Ordering::Relaxed);
+        op()
+    })
+    .retry(backoff())
+    .when(sqlx_transient)
+    .notify(|e, d| tracing::warn!("PostgreSQL: {e}; retrying in {d:?}"))
+    .await
+}
+
+/// Inserts one job. A duplicate id is an error, except when this insert may already have been
+/// applied (`maybe_applied`, or a retry after a lost connection) and the stored row is this
+/// very job: then the earlier attempt committed and its answer was lost.
+async fn insert_one(pool: &PgPool, job: &Job, maybe_applied: bool) -> Result<(), StoreError> {
+    let tries = AtomicU32::new(0);
+    let res = retrying(&tries, || {
+        sqlx::query("INSERT INTO jobs (id, status, agent_type, repo_url, created_at, body, git_token) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(job.id.0)
+            .bind(job.status.as_str())
+            .bind(job.agent_type.as_str())
+            .bind(job.repo_url.as_deref())
+            .bind(job.created_at)
+            .bind(Json(job))
+            .bind(job.config.git_token.as_ref().map(Secret::expose))
+            .execute(pool)
+    })
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            if maybe_applied || tries.load(Ordering::Relaxed) > 1 {
+                let stored = retrying(&AtomicU32::new(0), || {
+                    sqlx::query("SELECT body, git_token FROM jobs WHERE id = $1").bind(job.id.0).fetch_optional(pool)
+                })
+                .await
+                .map_err(unavailable)?;
+                if stored.as_ref().map(PgJobStore::decode).transpose()?.as_ref() == Some(job) {
+                    return Ok(());
+                }
+            }
+            Err(StoreError::Duplicate(job.id))
+        }
+        Err(e) => Err(unavailable(e)),
     }
 }
 
@@ -154,33 +219,7 @@ impl JobStore for PgJobStore {
     }
 
     async fn insert(&self, job: &Job) -> Result<(), StoreError> {
-        let tries = AtomicU32::new(0);
-        let res = self
-            .retrying(&tries, || {
-                sqlx::query(
-                    "INSERT INTO jobs (id, status, agent_type, repo_url, created_at, body, git_token) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(job.id.0)
-                .bind(job.status.as_str())
-                .bind(job.agent_type.as_str())
-                .bind(job.repo_url.as_deref())
-                .bind(job.created_at)
-                .bind(Json(job))
-                .bind(job.config.git_token.as_ref().map(Secret::expose))
-                .execute(&self.pool)
-            })
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                // A retry of an insert whose commit was not acknowledged finds its own row.
-                if tries.load(Ordering::Relaxed) > 1 && self.get(job.id).await?.as_ref() == Some(job) {
-                    return Ok(());
-                }
-                Err(StoreError::Duplicate(job.id))
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        self.inserts.insert(job).await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -209,44 +248,11 @@ impl JobStore for PgJobStore {
     }
 
     async fn update_if_status(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
-        let tries = AtomicU32::new(0);
-        let res = self
-            .retrying(&tries, || {
-                sqlx::query("UPDATE jobs SET status = $1, body = $2 WHERE id = $3 AND status = $4")
-                    .bind(job.status.as_str())
-                    .bind(Json(job))
-                    .bind(job.id.0)
-                    .bind(expected.as_str())
-                    .execute(&self.pool)
-            })
-            .await
-            .map_err(unavailable)?;
-        if res.rows_affected() == 1 {
-            return Ok(true);
-        }
-        // After a lost acknowledgement the retry finds the row already moved, by us.
-        Ok(tries.load(Ordering::Relaxed) > 1 && self.get(job.id).await?.as_ref() == Some(job))
+        self.compare_and_set(job, expected, None).await
     }
 
     async fn update_if_owned(&self, job: &Job, expected: JobStatus, owner: &str) -> Result<bool, StoreError> {
-        let tries = AtomicU32::new(0);
-        let res = self
-            .retrying(&tries, || {
-                sqlx::query("UPDATE jobs SET status = $1, body = $2 WHERE id = $3 AND status = $4 AND owner = $5")
-                    .bind(job.status.as_str())
-                    .bind(Json(job))
-                    .bind(job.id.0)
-                    .bind(expected.as_str())
-                    .bind(owner)
-                    .execute(&self.pool)
-            })
-            .await
-            .map_err(unavailable)?;
-        if res.rows_affected() == 1 {
-            return Ok(true);
-        }
-        // After a lost acknowledgement the retry finds the row already moved, by us.
-        Ok(tries.load(Ordering::Relaxed) > 1 && self.get(job.id).await?.as_ref() == Some(job))
+        self.compare_and_set(job, expected, Some(owner)).await
     }
 
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError> {
@@ -346,6 +352,18 @@ impl JobStore for PgJobStore {
             .await?;
         row.map(|r| Ok(Lease { owner: r.try_get("owner").map_err(unavailable)?, until: r.try_get("lease_until").map_err(unavailable)? }))
             .transpose()
+    }
+
+    async fn queued_before(&self, job: &Job) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .run(|| {
+                sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (created_at, id) < ($1, $2)")
+                    .bind(job.created_at)
+                    .bind(job.id.0)
+                    .fetch_one(&self.pool)
+            })
+            .await?;
+        Ok(n as u64)
     }
 
     async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, StoreError> {

@@ -268,6 +268,16 @@ impl JobStore for SqliteJobStore {
         }))
     }
 
+    async fn queued_before(&self, job: &Job) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND (created_at, id) < (?, ?)")
+            .bind(micros(job.created_at))
+            .bind(job.id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(n as u64)
+    }
+
     async fn statuses(&self, ids: &[JobId]) -> Result<Vec<(JobId, JobStatus)>, StoreError> {
         if ids.is_empty() {
             return Ok(vec![]);
