@@ -28,7 +28,8 @@ pub const FIELD_TIME: &str = "t";
 /// KEYS: events stream, seq counter, writers hash.
 /// ARGV: 1 event JSON, 2 timestamp µs, 3 MAXLEN (0: unbounded), 4 writer id ('' for none),
 /// 5 the writer's sequence number for this append, 6 TTL seconds to set on all three keys
-/// (0: none; the backend passes it with the terminal event).
+/// (0: none; the backend passes it with the terminal event), 7 (optional) `'first'`: append
+/// only if the job has no event yet, else return -1 and write nothing.
 ///
 /// A writer appends one event at a time, so an append whose (writer, seq) is already recorded
 /// is a retry of an append that did happen (say the reply was lost when Redis restarted): the
@@ -42,6 +43,9 @@ if ARGV[4] ~= '' then
       return tonumber(string.sub(prev, sep + 1))
     end
   end
+end
+if ARGV[7] == 'first' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return -1
 end
 local n = redis.call('INCR', KEYS[2])
 if tonumber(ARGV[3]) > 0 then

@@ -16,7 +16,8 @@
 //! `ORCA_TEST_PG_BIN` or PATH. The server's jobs do not run during the measurement: one
 //! parked job holds the only worker slot (`ORCA_MAX_CONCURRENT_JOBS=1`), so what is measured
 //! is accepting and storing. `ORCA_BENCH_SECONDS` (default 10) per point. Results go to
-//! stdout as Markdown.
+//! stdout as Markdown. `ORCA_BENCH_ONLY=submit|events` runs one section;
+//! `ORCA_BENCH_CONCURRENCY=1,16` picks the submit concurrencies.
 
 use futures::StreamExt;
 use orca_core::redis_events::{APPEND_SCRIPT, JobKeys};
@@ -114,7 +115,8 @@ async fn submit_section(http: &reqwest::Client, base: &str, db_url: &str, secs: 
     println!("| concurrency | Orca submit (jobs/s) | p50 / p99 latency (ms) | pgbench INSERT (tx/s) | Orca / pgbench |");
     println!("|---:|---:|---:|---:|---:|");
     prepare_pgbench(db_url).await;
-    for c in [1usize, 16, 64] {
+    let levels: Vec<usize> = env("ORCA_BENCH_CONCURRENCY").map_or(vec![1, 16, 64], |v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect());
+    for c in levels {
         // Three alternating rounds each; the median damps a neighbour's burst of CPU use.
         let (mut ours, mut theirs) = (vec![], vec![]);
         for _ in 0..3 {

@@ -103,6 +103,10 @@ impl Server {
             .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", config.host, config.port))?;
         let addr = listener.local_addr()?;
         let stop = shutdown.clone();
+        // No Nagle delay on responses (each is written as soon as it is ready).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        });
         let http = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
         tracing::info!(%addr, store = config.store_kind(), instance = %config.cluster.instance_id, scheduler = ?config.scheduler, "orca server listening");
         Ok(Server { addr, manager, shutdown, http })

@@ -12,6 +12,7 @@
 
 mod cluster;
 mod leftovers;
+mod queued;
 mod results;
 
 pub use cluster::ClusterConfig;
@@ -137,10 +138,10 @@ impl JobManager {
         OffsetDateTime::now_utc()
     }
 
-    pub async fn submit(&self, new: NewJob) -> Result<Job, ManagerError> {
+    pub async fn submit(self: &Arc<Self>, new: NewJob) -> Result<Job, ManagerError> {
         self.scheduler.validate(&new.config).map_err(ManagerError::Invalid)?;
         let job = new.into_job(Self::now());
-        self.enqueue(&job, None).await?;
+        self.enqueue(&job).await?;
         tracing::info!(job_id = %job.id, agent = %job.agent_type, "job queued");
         self.wake.notify_one();
         Ok(job)
@@ -204,7 +205,8 @@ impl JobManager {
             }
             tracing::info!(job_id = %id, from = %job.status, "job cancelled");
             if job.status == JobStatus::Queued {
-                // No supervisor exists: this is the job's last event.
+                // No supervisor exists: this is the job's last event (after `queued`).
+                self.announce_queued(&job).await?;
                 self.bus.append(id, AgentEvent::status(JobStatus::Cancelled, next.failure_reason.clone(), None)).await?;
                 self.notify(&next).await;
             } else if let Some(token) = self.supervised.lock().expect("poisoned").get(&id) {
@@ -216,13 +218,13 @@ impl JobManager {
     }
 
     /// Creates a new job from a finished one, linked by `retryOf`.
-    pub async fn retry(&self, id: JobId) -> Result<Job, ManagerError> {
+    pub async fn retry(self: &Arc<Self>, id: JobId) -> Result<Job, ManagerError> {
         let job = self.get(id).await?;
         if !job.status.is_terminal() {
             return Err(ManagerError::Conflict(format!("job {id} is still {}; only finished jobs can be retried", job.status)));
         }
         let new = job.retry(Self::now());
-        self.enqueue(&new, Some(format!("retry of {id}"))).await?;
+        self.enqueue(&new).await?;
         tracing::info!(job_id = %new.id, retry_of = %id, "job queued (retry)");
         self.wake.notify_one();
         Ok(new)
@@ -301,7 +303,7 @@ impl JobManager {
         let worker = match adopted {
             Some(w) => w,
             None => {
-                self.await_queued_event(id).await;
+                self.announce_queued(&job).await?;
                 self.bus.append(id, AgentEvent::status(JobStatus::Scheduled, None, None)).await?;
                 if cancel.is_cancelled() {
                     return self.finish(id, StatusChange::to(JobStatus::Cancelled)).await;

@@ -69,6 +69,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 conformance!(
     ids_are_consecutive_and_read_pages,
     concurrent_appends_get_distinct_consecutive_ids,
+    append_first_writes_only_into_an_empty_stream,
     replay_from_the_middle_then_live,
     live_after_replay_without_gap_or_duplicate_under_concurrent_appends,
     terminal_ends_every_stream,
@@ -149,6 +150,35 @@ async fn concurrent_appends_get_distinct_consecutive_ids(open: Opener) {
     }
     assert_eq!(seen, (1..=400).collect::<HashSet<u64>>());
     assert_ids(&bus.read(j, 0, 1000).await.unwrap(), 1, 400);
+}
+
+async fn append_first_writes_only_into_an_empty_stream(open: Opener) {
+    let bus = open().await;
+    // Of many concurrent callers on an empty stream exactly one appends, as event 1, and a
+    // follower that was already watching sees it.
+    let j = job();
+    let sub = bus.subscribe(j, 0).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.append_first(j, text(i)).await.unwrap() })
+        })
+        .collect();
+    let mut won = vec![];
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    assert_eq!(won.len(), 1, "exactly one caller appends: {won:?}");
+    assert_eq!(won[0].id, 1);
+    let second = bus.append(j, text(100)).await.unwrap();
+    assert_eq!(second.id, 2, "numbering goes on after it");
+    assert!(bus.append_first(j, text(101)).await.unwrap().is_none(), "a stream with events is left alone");
+    bus.append(j, done()).await.unwrap();
+    let seen = drain(sub).await;
+    assert_ids(&seen, 1, 3);
+    assert_eq!((seen[0].event.clone(), seen[1].event.clone()), (won[0].event.clone(), text(100)));
+    assert!(bus.append_first(j, text(102)).await.unwrap().is_none(), "nor a finished one");
+    assert_ids(&bus.read(j, 0, 10).await.unwrap(), 1, 3);
 }
 
 async fn replay_from_the_middle_then_live(open: Opener) {

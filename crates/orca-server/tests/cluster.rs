@@ -283,3 +283,35 @@ async fn a_job_claimed_by_an_instance_that_died_runs_on_another() {
     b.stop().await;
     sh.done().await;
 }
+
+/// An instance that stored jobs and died before announcing them (the `queued` event is
+/// appended after the submitter's answer): whoever moves each job out of the queue writes
+/// `queued` first, so every stream still starts with it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_stored_but_never_announced_still_start_with_queued() {
+    use orca_server::store::JobStore;
+    let Some(sh) = Shared::new("unannounced jobs").await else { return };
+    let store = orca_server::store::postgres::PgJobStore::open(&sh.db.url, 2).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let first = orca_core::NewJob::parse(&json!({"prompt": "first", "config": {"echoSteps": 3, "echoDelayMs": 300}})).unwrap().into_job(now);
+    let retried = first.retry(now + Duration::from_millis(1));
+    store.insert(&first).await.unwrap();
+    store.insert(&retried).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let b = sh.instance(dir.path(), "announcer", &[("ORCA_MAX_CONCURRENT_JOBS", "1")]).await;
+    let (id, rid) = (first.id.to_string(), retried.id.to_string());
+    // The retry waits behind the first job; cancelling it is its move out of the queue.
+    b.wait_status(&id, |s| s == "running", Duration::from_secs(20)).await;
+    let (st, _) = b.post(&format!("/api/v1/jobs/{rid}/cancel"), json!({})).await;
+    assert_eq!(st, 200);
+    let (events, close) = read_stream(&b.ws, &id, None, Duration::from_secs(30)).await;
+    assert_eq!(close, Some(1000));
+    assert_consecutive(&events, 1);
+    assert_eq!(statuses(&events), ["queued", "scheduled", "running", "succeeded"]);
+    let (events, _) = read_stream(&b.ws, &rid, None, Duration::from_secs(30)).await;
+    assert_consecutive(&events, 1);
+    assert_eq!(statuses(&events), ["queued", "cancelled"]);
+    assert_eq!(events[0]["reason"], format!("retry of {id}"), "the announcement is a function of the job");
+    b.stop().await;
+    sh.done().await;
+}

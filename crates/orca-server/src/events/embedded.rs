@@ -97,13 +97,9 @@ fn decode(job: JobId, row: &sqlx::sqlite::SqliteRow) -> Result<EventRecord, BusE
     Ok(EventRecord { id: id as EventId, job_id: job, timestamp, v: EVENT_SCHEMA_VERSION, event })
 }
 
-#[async_trait]
-impl EventBus for EmbeddedEventLog {
-    fn kind(&self) -> &'static str {
-        "embedded"
-    }
-
-    async fn append(&self, job: JobId, event: AgentEvent) -> Result<EventRecord, BusError> {
+impl EmbeddedEventLog {
+    /// Appends `event` as the job's next (with `only_first`: first, if none exists) event.
+    async fn append_as(&self, job: JobId, event: AgentEvent, only_first: bool) -> Result<Option<EventRecord>, BusError> {
         let inner = &self.inner;
         let ch = inner.channel(job);
         let mut last = ch.last_id.lock().await;
@@ -118,6 +114,13 @@ impl EventBus for EmbeddedEventLog {
                 max.unwrap_or(0) as EventId
             }
         };
+        if only_first && prev > 0 {
+            *last = Some(prev);
+            drop(last);
+            drop(ch);
+            inner.release(job); // unless someone follows the job, as if this call never came
+            return Ok(None);
+        }
         // Stored with microsecond precision; live copies must carry the very same value.
         let now = OffsetDateTime::now_utc();
         let timestamp = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).expect("valid nanosecond");
@@ -139,7 +142,22 @@ impl EventBus for EmbeddedEventLog {
         if terminal {
             inner.release(job);
         }
-        Ok(record)
+        Ok(Some(record))
+    }
+}
+
+#[async_trait]
+impl EventBus for EmbeddedEventLog {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn append(&self, job: JobId, event: AgentEvent) -> Result<EventRecord, BusError> {
+        Ok(self.append_as(job, event, false).await?.expect("an unconditional append appends"))
+    }
+
+    async fn append_first(&self, job: JobId, event: AgentEvent) -> Result<Option<EventRecord>, BusError> {
+        self.append_as(job, event, true).await
     }
 
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError> {

@@ -35,6 +35,12 @@ pub trait EventBus: Send + Sync + 'static {
     /// Appends one event, assigning the job's next id and the timestamp.
     async fn append(&self, job: JobId, event: AgentEvent) -> Result<EventRecord, BusError>;
 
+    /// Appends `event` as the job's first event (id 1) if the job has none yet; `None` if it
+    /// already has events (nothing is written). Of several concurrent callers, one appends.
+    /// Used for `queued`, which the submitter announces after answering and whoever moves the
+    /// job out of the queue writes first if the announcement has not landed yet.
+    async fn append_first(&self, job: JobId, event: AgentEvent) -> Result<Option<EventRecord>, BusError>;
+
     /// Stored events with id > `after`, at most `limit`, in order.
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError>;
 

@@ -162,6 +162,13 @@ impl Inner {
     }
 }
 
+/// Now, cut to the microseconds a stream entry keeps, and as µs since the Unix epoch.
+fn now_micros() -> (OffsetDateTime, i64) {
+    let now = OffsetDateTime::now_utc();
+    let timestamp = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).expect("valid nanosecond");
+    (timestamp, (timestamp.unix_timestamp_nanos() / 1000) as i64)
+}
+
 /// A stream entry as an event record.
 pub(crate) fn decode(job: JobId, e: &StreamId) -> Result<EventRecord, BusError> {
     let id = parse_entry_id(&e.id).ok_or_else(|| BusError::Corrupt(format!("stream entry id {} is not <n>-0", e.id)))?;
@@ -181,9 +188,7 @@ impl EventBus for RedisEventBus {
     async fn append(&self, job: JobId, event: AgentEvent) -> Result<EventRecord, BusError> {
         let inner = &self.inner;
         let keys = inner.keys(job);
-        let now = OffsetDateTime::now_utc();
-        let timestamp = now.replace_nanosecond(now.nanosecond() / 1000 * 1000).expect("valid nanosecond");
-        let micros = (timestamp.unix_timestamp_nanos() / 1000) as i64;
+        let (timestamp, micros) = now_micros();
         let body = serde_json::to_string(&event).map_err(|e| BusError::Corrupt(e.to_string()))?;
         let terminal = event.is_terminal();
         let ttl = if terminal { inner.settings.ttl.as_secs() } else { 0 };
@@ -204,6 +209,25 @@ impl EventBus for RedisEventBus {
             inner.forget_writer(job);
         }
         Ok(EventRecord { id, job_id: job, timestamp, v: EVENT_SCHEMA_VERSION, event })
+    }
+
+    async fn append_first(&self, job: JobId, event: AgentEvent) -> Result<Option<EventRecord>, BusError> {
+        let inner = &self.inner;
+        let keys = inner.keys(job);
+        let (timestamp, micros) = now_micros();
+        let body = serde_json::to_string(&event).map_err(|e| BusError::Corrupt(e.to_string()))?;
+        let mut call = inner.script.prepare_invoke();
+        call.key(&keys.events).key(&keys.seq).key(&keys.writers);
+        // No writer record: a retry whose first attempt landed finds the job no longer empty
+        // and answers `None`, which is true enough (the event is there, written once).
+        call.arg(&body).arg(micros).arg(inner.settings.maxlen).arg("").arg(0).arg(0).arg("first");
+        let id: i64 = (|| async { call.invoke_async(&mut inner.conn.clone()).await })
+            .retry(backoff())
+            .when(redis_transient)
+            .notify(|e, d| tracing::warn!(job_id = %job, "Redis append: {e}; retrying in {d:?}"))
+            .await
+            .map_err(unavailable)?;
+        Ok((id > 0).then(|| EventRecord { id: id as EventId, job_id: job, timestamp, v: EVENT_SCHEMA_VERSION, event }))
     }
 
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError> {

@@ -28,7 +28,7 @@
 
 use super::{JobManager, ManagerError};
 use crate::store::{LeaseTerms, Reclaimed};
-use orca_core::{AgentEvent, Job, JobId, JobStatus, StatusChange};
+use orca_core::{AgentEvent, JobId, JobStatus, StatusChange};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,35 +99,6 @@ impl JobManager {
         if let Err(e) = self.store.release(id, self.instance_id()).await {
             tracing::warn!(job_id = %id, "cannot release the job's lease (it will expire): {e}");
         }
-    }
-
-    /// Stores a new job and appends its `queued` event, both at once (a submission costs one
-    /// round trip to each, not two in a row). If storing fails, the event is closed with a
-    /// terminal status so its stream expires; nobody ever saw the job's id.
-    pub(super) async fn enqueue(&self, job: &Job, reason: Option<String>) -> Result<(), ManagerError> {
-        let queued = AgentEvent::status(JobStatus::Queued, reason, None);
-        let (stored, announced) = tokio::join!(self.store.insert(job), self.bus.append(job.id, queued));
-        if let Err(e) = stored {
-            if announced.is_ok() {
-                let gone = AgentEvent::status(JobStatus::Failed, Some("the job could not be stored".into()), None);
-                let _ = self.bus.append(job.id, gone).await;
-            }
-            return Err(e.into());
-        }
-        announced?;
-        Ok(())
-    }
-
-    /// A claim can beat the submitter's `queued` event by a hair (both start when the job is
-    /// stored); wait for it (bounded), so that `queued` is always a job's first event.
-    pub(super) async fn await_queued_event(&self, id: JobId) {
-        for _ in 0..200 {
-            if !matches!(self.bus.last(id).await, Ok(None)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tracing::warn!(job_id = %id, "the job's queued event did not appear within 2s; going on");
     }
 
     fn supervised_ids(&self) -> Vec<JobId> {
