@@ -89,6 +89,8 @@ pub struct JobManager {
     cluster: cluster::ClusterState,
     /// Notified when a job starts or ends (set once at start-up).
     webhooks: std::sync::OnceLock<Arc<crate::webhooks::Webhooks>>,
+    /// `queued` events to append (see [`queued`]).
+    announcements: queued::Announcements,
 }
 
 impl JobManager {
@@ -104,6 +106,7 @@ impl JobManager {
             tasks: TaskTracker::new(),
             cluster: cluster::ClusterState::default(),
             webhooks: std::sync::OnceLock::new(),
+            announcements: queued::Announcements::default(),
         })
     }
 
@@ -138,7 +141,7 @@ impl JobManager {
         OffsetDateTime::now_utc()
     }
 
-    pub async fn submit(self: &Arc<Self>, new: NewJob) -> Result<Job, ManagerError> {
+    pub async fn submit(&self, new: NewJob) -> Result<Job, ManagerError> {
         self.scheduler.validate(&new.config).map_err(ManagerError::Invalid)?;
         let job = new.into_job(Self::now());
         self.enqueue(&job).await?;
@@ -218,7 +221,7 @@ impl JobManager {
     }
 
     /// Creates a new job from a finished one, linked by `retryOf`.
-    pub async fn retry(self: &Arc<Self>, id: JobId) -> Result<Job, ManagerError> {
+    pub async fn retry(&self, id: JobId) -> Result<Job, ManagerError> {
         let job = self.get(id).await?;
         if !job.status.is_terminal() {
             return Err(ManagerError::Conflict(format!("job {id} is still {}; only finished jobs can be retried", job.status)));
@@ -240,6 +243,7 @@ impl JobManager {
             this.dispatch_loop().await;
         });
         self.tasks.spawn(self.clone().cluster_loop());
+        self.tasks.spawn(self.clone().announcer_loop());
     }
 
     /// Stops dispatching, stops supervised workers (their jobs fail as interrupted) and waits.

@@ -179,6 +179,15 @@ async fn append_first_writes_only_into_an_empty_stream(open: Opener) {
     assert_eq!((seen[0].event.clone(), seen[1].event.clone()), (won[0].event.clone(), text(100)));
     assert!(bus.append_first(j, text(102)).await.unwrap().is_none(), "nor a finished one");
     assert_ids(&bus.read(j, 0, 10).await.unwrap(), 1, 3);
+    // Many at once: each empty stream gets its event as event 1, the others are left alone.
+    let (a, b) = (job(), job());
+    bus.append(b, text(7)).await.unwrap();
+    bus.append_first_many(&[(a, text(1)), (j, text(103)), (b, text(2))]).await.unwrap();
+    let only = |recs: Vec<EventRecord>| recs.into_iter().map(|r| (r.id, r.event)).collect::<Vec<_>>();
+    assert_eq!(only(bus.read(a, 0, 10).await.unwrap()), [(1, text(1))]);
+    assert_eq!(only(bus.read(b, 0, 10).await.unwrap()), [(1, text(7))]);
+    assert_ids(&bus.read(j, 0, 10).await.unwrap(), 1, 3);
+    assert_eq!(bus.append(a, text(3)).await.unwrap().id, 2, "numbering goes on after it");
 }
 
 async fn replay_from_the_middle_then_live(open: Opener) {
@@ -372,5 +381,20 @@ async fn redis_retention_is_bounded() {
     let got = drain(bus.subscribe(j, 0).await.unwrap()).await;
     assert_eq!(got.last().unwrap().id, 1001);
     assert!(got.windows(2).all(|w| w[1].id == w[0].id + 1));
+    r.cleanup().await;
+}
+
+/// A Redis that forgot the append script (restarted, or `SCRIPT FLUSH`) still takes a batch of
+/// first events: the bus loads the script again and resends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_batched_first_events_survive_a_script_flush() {
+    let Some(r) = TestRedis::new("batched first events after SCRIPT FLUSH") else { return };
+    let bus = redis(&r)().await;
+    let mut c = r.conn().await;
+    let _: () = ::redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut c).await.unwrap();
+    let (a, b) = (job(), job());
+    bus.append_first_many(&[(a, text(1)), (b, text(2))]).await.unwrap();
+    assert_eq!(bus.read(a, 0, 10).await.unwrap()[0].event, text(1));
+    assert_eq!(bus.read(b, 0, 10).await.unwrap()[0].event, text(2));
     r.cleanup().await;
 }

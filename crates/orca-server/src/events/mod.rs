@@ -41,6 +41,12 @@ pub trait EventBus: Send + Sync + 'static {
     /// job out of the queue writes first if the announcement has not landed yet.
     async fn append_first(&self, job: JobId, event: AgentEvent) -> Result<Option<EventRecord>, BusError>;
 
+    /// [`EventBus::append_first`] for many jobs at once (an adapter may send them together).
+    async fn append_first_many(&self, items: &[(JobId, AgentEvent)]) -> Result<(), BusError> {
+        let all = futures::future::join_all(items.iter().map(|(job, event)| self.append_first(*job, event.clone()))).await;
+        all.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+    }
+
     /// Stored events with id > `after`, at most `limit`, in order.
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError>;
 

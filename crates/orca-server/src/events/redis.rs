@@ -230,6 +230,34 @@ impl EventBus for RedisEventBus {
         Ok((id > 0).then(|| EventRecord { id: id as EventId, job_id: job, timestamp, v: EVENT_SCHEMA_VERSION, event }))
     }
 
+    /// One pipeline of script calls: one write and one read for the whole batch.
+    async fn append_first_many(&self, items: &[(JobId, AgentEvent)]) -> Result<(), BusError> {
+        let inner = &self.inner;
+        let (_, micros) = now_micros();
+        let mut pipe = ::redis::pipe();
+        for (job, event) in items {
+            let keys = inner.keys(*job);
+            let body = serde_json::to_string(event).map_err(|e| BusError::Corrupt(e.to_string()))?;
+            pipe.cmd("EVALSHA").arg(inner.script.get_hash()).arg(3).arg(&keys.events).arg(&keys.seq).arg(&keys.writers);
+            pipe.arg(&body).arg(micros).arg(inner.settings.maxlen).arg("").arg(0).arg(0).arg("first").ignore();
+        }
+        let send = || async {
+            match pipe.query_async::<()>(&mut inner.conn.clone()).await {
+                Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
+                    // Redis restarted and forgot the script: load it, then send again.
+                    inner.script.prepare_invoke().load_async(&mut inner.conn.clone()).await?;
+                    pipe.query_async::<()>(&mut inner.conn.clone()).await
+                }
+                other => other,
+            }
+        };
+        send.retry(backoff())
+            .when(redis_transient)
+            .notify(|e, d| tracing::warn!("Redis append: {e}; retrying in {d:?}"))
+            .await
+            .map_err(unavailable)
+    }
+
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError> {
         self.inner.read(job, after, limit).await
     }
