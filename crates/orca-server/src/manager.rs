@@ -146,7 +146,7 @@ impl JobManager {
         let job = new.into_job(Self::now());
         self.enqueue(&job).await?;
         tracing::info!(job_id = %job.id, agent = %job.agent_type, "job queued");
-        self.wake.notify_one();
+        self.wake_dispatcher();
         Ok(job)
     }
 
@@ -229,7 +229,7 @@ impl JobManager {
         let new = job.retry(Self::now());
         self.enqueue(&new).await?;
         tracing::info!(job_id = %new.id, retry_of = %id, "job queued (retry)");
-        self.wake.notify_one();
+        self.wake_dispatcher();
         Ok(new)
     }
 
@@ -261,6 +261,13 @@ impl JobManager {
         self.reclaim(true).await?;
         self.remove_leftovers().await;
         Ok(())
+    }
+
+    /// Wakes the dispatcher for a new job, unless every slot is taken (a slot's end wakes it).
+    fn wake_dispatcher(&self) {
+        if self.active_count() < self.config.max_concurrent_jobs {
+            self.wake.notify_one();
+        }
     }
 
     fn active_count(&self) -> usize {
