@@ -203,15 +203,22 @@ impl JobManager {
             }
             let change = StatusChange::to(JobStatus::Cancelled).with_reason("cancelled by user");
             let next = job.transition(&change, Self::now()).expect("non-terminal jobs can be cancelled");
-            if !self.store.update_if_status(&next, job.status).await? {
+            // A queued job has no supervisor to write its end: this call does, holding a lease
+            // meanwhile so that the reaper finishes the work if this process dies halfway.
+            let moved = if job.status == JobStatus::Queued {
+                self.store.update_and_lease(&next, job.status, &self.lease_terms()).await?
+            } else {
+                self.store.update_if_status(&next, job.status).await?
+            };
+            if !moved {
                 continue; // moved under us; look again
             }
             tracing::info!(job_id = %id, from = %job.status, "job cancelled");
             if job.status == JobStatus::Queued {
-                // No supervisor exists: this is the job's last event (after `queued`).
                 self.announce_queued(&job).await?;
                 self.bus.append(id, AgentEvent::status(JobStatus::Cancelled, next.failure_reason.clone(), None)).await?;
                 self.notify(&next).await;
+                self.release(id).await;
             } else if let Some(token) = self.supervised.lock().expect("poisoned").get(&id) {
                 token.cancel();
             }

@@ -315,3 +315,36 @@ async fn jobs_stored_but_never_announced_still_start_with_queued() {
     b.stop().await;
     sh.done().await;
 }
+
+/// An instance that died right after storing a queued job's cancel (before writing its events)
+/// left a lease behind; when it runs out another instance writes the missing events, so the
+/// job's stream still starts with `queued`, ends with `cancelled` and closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_cut_short_by_a_crash_is_finished_by_the_reaper() {
+    use orca_server::store::{JobStore, LeaseTerms};
+    let Some(sh) = Shared::new("cancel cut short").await else { return };
+    let store = orca_server::store::postgres::PgJobStore::open(&sh.db.url, 2).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let job = orca_core::NewJob::parse(&json!({"prompt": "cancelled, then the lights went out"})).unwrap().into_job(now);
+    store.insert(&job).await.unwrap();
+    let cancelled = job.transition(&orca_core::StatusChange::to(orca_core::JobStatus::Cancelled).with_reason("cancelled by user"), now).unwrap();
+    let ghost = LeaseTerms { owner: "ghost", now, until: now + Duration::from_secs(1), max_per_repo: None };
+    assert!(store.update_and_lease(&cancelled, orca_core::JobStatus::Queued, &ghost).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let b = sh.instance(dir.path(), "reaper", &[]).await;
+    let id = job.id.to_string();
+    // Streamed while the dead instance's lease still runs: the events come when the reaper
+    // has written them.
+    let (events, close) = read_stream(&b.ws, &id, None, Duration::from_secs(30)).await;
+    assert_eq!(close, Some(1000));
+    assert_consecutive(&events, 1);
+    assert_eq!(statuses(&events), ["queued", "cancelled"]);
+    assert_eq!(events[1]["reason"], "cancelled by user");
+    let t = std::time::Instant::now();
+    while store.lease(job.id).await.unwrap().is_some() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the reaper released the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.stop().await;
+    sh.done().await;
+}

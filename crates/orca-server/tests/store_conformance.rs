@@ -5,7 +5,7 @@ mod common;
 
 use common::backends::TestDb;
 use orca_core::{Job, JobFilter, JobId, JobStatus, NewJob, StatusChange};
-use orca_server::store::{JobStore, LeaseTerms, StoreError};
+use orca_server::store::{JobStore, Lease, LeaseTerms, StoreError};
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -69,6 +69,7 @@ conformance!(
     list_filters_order_paging_and_total,
     since_includes_the_exact_creation_instant,
     update_is_compare_and_set,
+    update_and_lease_takes_only_a_free_job,
     claim_is_fifo_and_leases_the_job,
     claim_exactly_once_under_concurrency,
     heartbeat_release_and_reclaim,
@@ -236,6 +237,32 @@ async fn update_is_compare_and_set(store: Arc<dyn JobStore>) {
     assert_eq!(wins, 1);
     assert_eq!(store.get(j.id).await.unwrap().unwrap(), cancelled);
     assert!(!store.update_if_status(&cancelled, JobStatus::Queued).await.unwrap(), "the status moved on");
+}
+
+async fn update_and_lease_takes_only_a_free_job(store: Arc<dyn JobStore>) {
+    let now = datetime!(2026-12-04 12:00:00 UTC);
+    let (q, held) = (job("queued", now), job("held", now + Duration::from_millis(1)));
+    store.insert(&q).await.unwrap();
+    store.insert(&held).await.unwrap();
+    let me = terms("me", now, Duration::from_secs(30));
+    let cancelled = q.transition(&StatusChange::to(JobStatus::Cancelled).with_reason("cancelled by user"), now).unwrap();
+    assert!(store.update_and_lease(&cancelled, JobStatus::Queued, &me).await.unwrap());
+    assert_eq!(store.get(q.id).await.unwrap().unwrap(), cancelled);
+    assert_eq!(store.lease(q.id).await.unwrap(), Some(Lease { owner: "me".into(), until: me.until }));
+    assert!(!store.update_and_lease(&cancelled, JobStatus::Queued, &me).await.unwrap(), "compare-and-set on the status");
+    // A job someone holds is not taken, whatever its status.
+    let claimed = store.claim_next(&terms("other", now, Duration::from_secs(30))).await.unwrap().unwrap();
+    assert_eq!(claimed.id, held.id);
+    let next = claimed.transition(&StatusChange::to(JobStatus::Cancelled), now).unwrap();
+    assert!(!store.update_and_lease(&next, JobStatus::Scheduled, &me).await.unwrap());
+    assert_eq!(store.get(held.id).await.unwrap().unwrap().status, JobStatus::Scheduled);
+    // The lease runs out like any other: the reaper gets the job with its last owner.
+    let later = terms("reaper", now + Duration::from_secs(60), Duration::from_secs(30));
+    let mut got: Vec<(JobId, String)> = store.reclaim_expired(&later, 10).await.unwrap().into_iter().map(|r| (r.job.id, r.previous_owner)).collect();
+    got.sort();
+    let mut want = vec![(q.id, "me".to_owned()), (held.id, "other".to_owned())];
+    want.sort();
+    assert_eq!(got, want);
 }
 
 async fn claim_is_fifo_and_leases_the_job(store: Arc<dyn JobStore>) {

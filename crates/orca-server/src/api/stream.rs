@@ -55,7 +55,11 @@ pub async fn websocket(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let from = parse_from_id(&query_params(q.as_deref())?)?;
-    let finished = s.manager.get(id).await?.status.is_terminal(); // 404 before the upgrade
+    let job = s.manager.get(id).await?; // 404 before the upgrade
+    // An ended job whose lease is still held has events still to be written (a queued job's
+    // cancel is stored before its events; after a crash the reaper writes them): follow it.
+    // Without a lease everything was written, so an empty stream means expired events.
+    let finished = job.status.is_terminal() && !matches!(s.manager.store().lease(id).await, Ok(Some(_)));
     let ws = ws.map_err(|e| ApiError::BadRequest(format!("this route streams over WebSocket: {}", e.body_text())))?;
     Ok(ws.on_upgrade(move |socket| follow(s, id, from, finished, socket)))
 }

@@ -237,7 +237,9 @@ impl JobManager {
                 }
             },
             _ => {
-                // Terminal while its owner was dead: write the terminal event the owner did not.
+                // Terminal while its owner was dead: write the events the owner did not (a job
+                // cancelled while queued may lack even its `queued` event).
+                self.announce_queued(&job).await?;
                 let last = self.bus.last(id).await?;
                 if !last.is_some_and(|e| e.event.is_terminal()) {
                     self.bus.append(id, AgentEvent::status(job.status, job.failure_reason.clone(), job.exit_code)).await?;

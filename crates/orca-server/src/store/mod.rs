@@ -82,6 +82,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// supervisor whose claim was taken over can never move the new owner's job.
     async fn update_if_owned(&self, job: &Job, expected: JobStatus, owner: &str) -> Result<bool, StoreError>;
 
+    /// Like [`JobStore::update_if_status`] for a job nobody holds (a queued one), leasing it to
+    /// `terms.owner` until `terms.until` in the same statement. For a move whose events are
+    /// written after it (cancelling a queued job): if the process dies in between, the lease
+    /// expires and the reaper writes what is missing.
+    async fn update_and_lease(&self, job: &Job, expected: JobStatus, terms: &LeaseTerms<'_>) -> Result<bool, StoreError>;
+
     /// Atomically moves the oldest queued job to `scheduled`, leased to `terms.owner` until
     /// `terms.until`, and returns it. Under any number of concurrent claimers a job is claimed once.
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError>;

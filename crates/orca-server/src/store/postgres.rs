@@ -101,17 +101,23 @@ impl PgJobStore {
         Ok(job)
     }
 
-    /// Stores `job` if its row is still in status `expected` (and leased to `owner`, if given).
-    async fn compare_and_set(&self, job: &Job, expected: JobStatus, owner: Option<&str>) -> Result<bool, StoreError> {
+    /// Stores `job` if its row is still in status `expected` (and leased to `owner`, if given;
+    /// with `lease`: held by nobody, and leased to `lease.owner` by the same statement).
+    async fn compare_and_set(&self, job: &Job, expected: JobStatus, owner: Option<&str>, lease: Option<&LeaseTerms<'_>>) -> Result<bool, StoreError> {
         let tries = AtomicU32::new(0);
         let res = retrying(&tries, || {
-            sqlx::query("UPDATE jobs SET status = $1, body = $2 WHERE id = $3 AND status = $4 AND ($5::text IS NULL OR owner = $5)")
-                .bind(job.status.as_str())
-                .bind(Json(job))
-                .bind(job.id.0)
-                .bind(expected.as_str())
-                .bind(owner)
-                .execute(&self.pool)
+            sqlx::query(
+                "UPDATE jobs SET status = $1, body = $2, owner = COALESCE($6, owner), lease_until = COALESCE($7, lease_until)
+                 WHERE id = $3 AND status = $4 AND ($5::text IS NULL OR owner = $5) AND ($6::text IS NULL OR owner IS NULL)",
+            )
+            .bind(job.status.as_str())
+            .bind(Json(job))
+            .bind(job.id.0)
+            .bind(expected.as_str())
+            .bind(owner)
+            .bind(lease.map(|l| l.owner))
+            .bind(lease.map(|l| l.until))
+            .execute(&self.pool)
         })
         .await
         .map_err(unavailable)?;
@@ -248,11 +254,15 @@ impl JobStore for PgJobStore {
     }
 
     async fn update_if_status(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
-        self.compare_and_set(job, expected, None).await
+        self.compare_and_set(job, expected, None, None).await
     }
 
     async fn update_if_owned(&self, job: &Job, expected: JobStatus, owner: &str) -> Result<bool, StoreError> {
-        self.compare_and_set(job, expected, Some(owner)).await
+        self.compare_and_set(job, expected, Some(owner), None).await
+    }
+
+    async fn update_and_lease(&self, job: &Job, expected: JobStatus, terms: &LeaseTerms<'_>) -> Result<bool, StoreError> {
+        self.compare_and_set(job, expected, None, Some(terms)).await
     }
 
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError> {

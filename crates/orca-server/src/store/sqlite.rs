@@ -94,6 +94,28 @@ fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &JobFilter) {
     }
 }
 
+impl SqliteJobStore {
+    /// Stores `job` if its row is still in status `expected` (and leased to `owner`, if given;
+    /// with `lease`: held by nobody, and leased to `lease.owner` by the same statement).
+    async fn compare_and_set(&self, job: &Job, expected: JobStatus, owner: Option<&str>, lease: Option<&LeaseTerms<'_>>) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE jobs SET status = ?1, body = ?2, owner = COALESCE(?6, owner), lease_until = COALESCE(?7, lease_until)
+             WHERE id = ?3 AND status = ?4 AND (?5 IS NULL OR owner = ?5) AND (?6 IS NULL OR owner IS NULL)",
+        )
+        .bind(job.status.as_str())
+        .bind(body(job)?)
+        .bind(job.id.to_string())
+        .bind(expected.as_str())
+        .bind(owner)
+        .bind(lease.map(|l| l.owner))
+        .bind(lease.map(|l| micros(l.until)))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(res.rows_affected() == 1)
+    }
+}
+
 #[async_trait]
 impl JobStore for SqliteJobStore {
     fn kind(&self) -> &'static str {
@@ -143,28 +165,15 @@ impl JobStore for SqliteJobStore {
     }
 
     async fn update_if_status(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
-        let res = sqlx::query("UPDATE jobs SET status = ?, body = ? WHERE id = ? AND status = ?")
-            .bind(job.status.as_str())
-            .bind(body(job)?)
-            .bind(job.id.to_string())
-            .bind(expected.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(res.rows_affected() == 1)
+        self.compare_and_set(job, expected, None, None).await
     }
 
     async fn update_if_owned(&self, job: &Job, expected: JobStatus, owner: &str) -> Result<bool, StoreError> {
-        let res = sqlx::query("UPDATE jobs SET status = ?, body = ? WHERE id = ? AND status = ? AND owner = ?")
-            .bind(job.status.as_str())
-            .bind(body(job)?)
-            .bind(job.id.to_string())
-            .bind(expected.as_str())
-            .bind(owner)
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(res.rows_affected() == 1)
+        self.compare_and_set(job, expected, Some(owner), None).await
+    }
+
+    async fn update_and_lease(&self, job: &Job, expected: JobStatus, terms: &LeaseTerms<'_>) -> Result<bool, StoreError> {
+        self.compare_and_set(job, expected, None, Some(terms)).await
     }
 
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError> {
