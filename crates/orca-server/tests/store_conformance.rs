@@ -452,3 +452,29 @@ async fn claim_respects_the_per_repository_limit(store: Arc<dyn JobStore>) {
     // Without the limit a2 goes.
     assert_eq!(store.claim_next(&terms("me", now, Duration::from_secs(30))).await.unwrap().map(|j| j.id), Some(a2.id));
 }
+
+/// PostgreSQL only: a lone insert runs on a connection of its own (outside the pool). When
+/// the server drops every connection, the next insert still lands once, through the pool's
+/// retries, and a duplicate is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_inserts_survive_their_connections_being_killed() {
+    use sqlx::Connection;
+    let Some(u) = postgres().await else { return };
+    let url = u.db.as_ref().unwrap().url.clone();
+    let t = datetime!(2026-12-04 13:00 UTC);
+    let (a, b) = (job("before", t), job("after", t + Duration::from_millis(1)));
+    u.store.insert(&a).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<bool> =
+        sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert!(!killed.is_empty(), "the store's connections were there to kill");
+    u.store.insert(&b).await.unwrap();
+    assert_eq!(u.store.get(b.id).await.unwrap().as_ref(), Some(&b));
+    assert!(matches!(u.store.insert(&a).await, Err(StoreError::Duplicate(id)) if id == a.id));
+    assert_eq!(u.store.list(&JobFilter { limit: 10, ..JobFilter::default() }).await.unwrap().total, 2);
+    admin.close().await.unwrap();
+    u.done().await;
+}

@@ -85,7 +85,8 @@ impl PgJobStore {
         let pool = connect(url, pool_size).await?;
         migrate(&pool).await?;
         let lease_pool = connect(url, LEASE_POOL_SIZE).await?;
-        let inserts = batch::Batcher::start(pool.clone(), INSERT_WRITERS);
+        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("bad DATABASE_URL: {e}")))?.application_name("orca");
+        let inserts = batch::Batcher::start(pool.clone(), opts, INSERT_WRITERS);
         Ok(Self { pool, lease_pool, inserts })
     }
 
@@ -154,23 +155,24 @@ where
     .await
 }
 
+/// The statement inserting one job.
+fn single_insert(job: &Job) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query("INSERT INTO jobs (id, status, agent_type, repo_url, created_at, body, git_token) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(job.id.0)
+        .bind(job.status.as_str())
+        .bind(job.agent_type.as_str())
+        .bind(job.repo_url.as_deref())
+        .bind(job.created_at)
+        .bind(Json(job))
+        .bind(job.config.git_token.as_ref().map(Secret::expose))
+}
+
 /// Inserts one job. A duplicate id is an error, except when this insert may already have been
 /// applied (`maybe_applied`, or a retry after a lost connection) and the stored row is this
 /// very job: then the earlier attempt committed and its answer was lost.
 async fn insert_one(pool: &PgPool, job: &Job, maybe_applied: bool) -> Result<(), StoreError> {
     let tries = AtomicU32::new(0);
-    let res = retrying(&tries, || {
-        sqlx::query("INSERT INTO jobs (id, status, agent_type, repo_url, created_at, body, git_token) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(job.id.0)
-            .bind(job.status.as_str())
-            .bind(job.agent_type.as_str())
-            .bind(job.repo_url.as_deref())
-            .bind(job.created_at)
-            .bind(Json(job))
-            .bind(job.config.git_token.as_ref().map(Secret::expose))
-            .execute(pool)
-    })
-    .await;
+    let res = retrying(&tries, || single_insert(job).execute(pool)).await;
     match res {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {

@@ -3,7 +3,11 @@
 //! (and WAL flushes) instead of N.
 //!
 //! An insert with nobody else inserting runs at once on the caller's task (no hand-off, no
-//! added latency for a lone client). Otherwise it is queued for one of a few writer tasks,
+//! added latency for a lone client), on a connection kept for that purpose outside the pool
+//! (a pooled query costs a semaphore round and a spawned task to give the connection back;
+//! a lone client's latency is what the benchmark at concurrency 1 measures). If that
+//! connection fails, it is dropped and the insert goes through the pool with its retries,
+//! as possibly applied. Otherwise it is queued for one of a few writer tasks,
 //! each of which takes everything waiting (up to [`MAX_BATCH`]) and writes it in one
 //! statement. Every caller still gets its answer only after its own row is committed.
 //!
@@ -12,15 +16,19 @@
 //! connection, its first attempt may have committed; the rows are then inserted with
 //! `maybe_applied`, which accepts an identical row already stored (see [`super::insert_one`]).
 
-use super::{insert_one, retrying, unavailable};
+use super::{insert_one, retrying, single_insert, unavailable};
 use crate::store::StoreError;
 use orca_core::{Job, Secret};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::types::Json;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
+
+/// How long opening the lone insert's connection may take before the pool is used instead.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Most rows in one statement (bounds one statement's size: prompts are at most 100 kB).
 pub const MAX_BATCH: usize = 128;
@@ -35,28 +43,56 @@ pub struct Batcher {
     pool: PgPool,
     queue: mpsc::Sender<Pending>,
     in_flight: Arc<AtomicUsize>,
+    /// The lone insert's own connection, opened on first use.
+    lone: Mutex<Option<PgConnection>>,
+    connect: PgConnectOptions,
 }
 
 impl Batcher {
     /// Starts `writers` writer tasks on the current runtime; they end when the batcher is dropped.
-    pub fn start(pool: PgPool, writers: usize) -> Batcher {
+    pub fn start(pool: PgPool, connect: PgConnectOptions, writers: usize) -> Batcher {
         let (queue, rx) = mpsc::channel::<Pending>(MAX_BATCH * writers.max(1));
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
             tokio::spawn(writer(pool.clone(), rx.clone()));
         }
-        Batcher { pool, queue, in_flight: Arc::new(AtomicUsize::new(0)) }
+        Batcher { pool, queue, in_flight: Arc::new(AtomicUsize::new(0)), lone: Mutex::new(None), connect }
     }
 
     /// Inserts one job: at once when nothing else is being inserted, else in the next batch.
     pub async fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let _guard = InFlight::enter(&self.in_flight);
         if _guard.alone {
+            if let Ok(mut lone) = self.lone.try_lock() {
+                return self.insert_alone(&mut lone, job).await;
+            }
             return insert_one(&self.pool, job, false).await;
         }
         let (done, answer) = oneshot::channel();
         self.queue.send(Pending { job: job.clone(), done }).await.map_err(|_| unavailable("the insert writers stopped"))?;
         answer.await.map_err(|_| unavailable("the insert writer stopped"))?
+    }
+}
+
+impl Batcher {
+    async fn insert_alone(&self, lone: &mut Option<PgConnection>, job: &Job) -> Result<(), StoreError> {
+        if lone.is_none() {
+            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.connect)).await {
+                Ok(Ok(c)) => *lone = Some(c),
+                _ => return insert_one(&self.pool, job, false).await, // the pool retries
+            }
+        }
+        let conn = lone.as_mut().expect("connected above");
+        match single_insert(job).execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate(job.id)),
+            Err(e) if crate::retry::sqlx_transient(&e) => {
+                // The connection broke, maybe after the commit: retry through the pool.
+                *lone = None;
+                insert_one(&self.pool, job, true).await
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 
