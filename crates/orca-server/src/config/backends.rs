@@ -3,7 +3,7 @@
 //! | variable | default | |
 //! |---|---|---|
 //! | `DATABASE_URL` | unset: SQLite in the data dir | `postgres://` / `postgresql://` → PostgreSQL; `sqlite:PATH` → SQLite at PATH |
-//! | `ORCA_DATABASE_POOL_SIZE` | 16 | PostgreSQL connections per instance (1–1000) |
+//! | `ORCA_DATABASE_POOL_SIZE` | 16 | PostgreSQL pool connections per instance (1–1000), plus 3 kept apart (heartbeats, a lone insert) |
 //! | `REDIS_URL` | unset: the embedded event log | `redis://…` (or `redis+unix://`) → Redis Streams |
 //! | `ORCA_REDIS_PREFIX` | `orca` | prefix of every Redis key (letters, digits, `-_.:`) |
 //! | `ORCA_EVENTS_MAXLEN` | 100000 | events kept per job stream (approximate trim; 0: unbounded) |
