@@ -190,7 +190,7 @@ impl JobManager {
 
     /// Cancels a job in any non-terminal state. Cancelling a cancelled job is a no-op.
     pub async fn cancel(&self, id: JobId) -> Result<Job, ManagerError> {
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             let job = self.get(id).await?;
             if job.status == JobStatus::Cancelled {
                 return Ok(job);
@@ -211,7 +211,9 @@ impl JobManager {
                 self.store.update_if_status(&next, job.status).await?
             };
             if !moved {
-                continue; // moved under us; look again
+                // Moved under us, or held for a moment (a takeover requeueing it): look again.
+                tokio::time::sleep(Duration::from_millis(5 * attempt as u64)).await;
+                continue;
             }
             tracing::info!(job_id = %id, from = %job.status, "job cancelled");
             if job.status == JobStatus::Queued {

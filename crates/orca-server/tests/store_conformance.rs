@@ -71,6 +71,7 @@ conformance!(
     update_is_compare_and_set,
     update_and_lease_takes_only_a_free_job,
     claim_is_fifo_and_leases_the_job,
+    a_queued_job_someone_holds_is_not_claimed_until_released,
     claim_exactly_once_under_concurrency,
     heartbeat_release_and_reclaim,
     reclaim_exactly_once_under_concurrency,
@@ -263,6 +264,22 @@ async fn update_and_lease_takes_only_a_free_job(store: Arc<dyn JobStore>) {
     let mut want = vec![(q.id, "me".to_owned()), (held.id, "other".to_owned())];
     want.sort();
     assert_eq!(got, want);
+}
+
+async fn a_queued_job_someone_holds_is_not_claimed_until_released(store: Arc<dyn JobStore>) {
+    let now = datetime!(2026-12-04 14:00 UTC);
+    let j = job("requeued", now);
+    store.insert(&j).await.unwrap();
+    let claimed = store.claim_next(&terms("a", now, Duration::from_secs(30))).await.unwrap().unwrap();
+    // Its holder puts it back in the queue (as a takeover does) and still holds it.
+    let requeued = claimed.transition(&StatusChange::to(JobStatus::Queued), now).unwrap();
+    assert!(store.update_if_owned(&requeued, JobStatus::Scheduled, "a").await.unwrap());
+    assert!(store.claim_next(&terms("a", now, Duration::from_secs(30))).await.unwrap().is_none(), "not even by its holder");
+    assert!(store.claim_next(&terms("b", now, Duration::from_secs(30))).await.unwrap().is_none());
+    assert_eq!(store.queued_before(&job("later", now + Duration::from_secs(1))).await.unwrap(), 1, "it is still in the queue");
+    assert!(store.release(j.id, "a").await.unwrap());
+    let again = store.claim_next(&terms("b", now, Duration::from_secs(30))).await.unwrap().expect("claimable once released");
+    assert_eq!(again.id, j.id);
 }
 
 async fn claim_is_fifo_and_leases_the_job(store: Arc<dyn JobStore>) {

@@ -88,8 +88,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// expires and the reaper writes what is missing.
     async fn update_and_lease(&self, job: &Job, expected: JobStatus, terms: &LeaseTerms<'_>) -> Result<bool, StoreError>;
 
-    /// Atomically moves the oldest queued job to `scheduled`, leased to `terms.owner` until
-    /// `terms.until`, and returns it. Under any number of concurrent claimers a job is claimed once.
+    /// Atomically moves the oldest queued job that nobody holds to `scheduled`, leased to
+    /// `terms.owner` until `terms.until`, and returns it. Under any number of concurrent
+    /// claimers a job is claimed once. A queued job with a lease (being requeued, or taken
+    /// over) waits until its holder releases it, so a late release never undoes a new claim.
     async fn claim_next(&self, terms: &LeaseTerms<'_>) -> Result<Option<Job>, StoreError>;
 
     /// Extends the leases `terms.owner` holds on `ids` to `terms.until`; returns the ids it

@@ -276,7 +276,7 @@ impl JobStore for PgJobStore {
                 sqlx::query("SELECT pg_advisory_xact_lock(7260731)").execute(&mut *tx).await?;
             }
             let row = sqlx::query(
-                "SELECT body, git_token FROM jobs q WHERE status = 'queued'
+                "SELECT body, git_token FROM jobs q WHERE status = 'queued' AND owner IS NULL
                    AND ($1::int8 IS NULL OR q.repo_url IS NULL OR (SELECT COUNT(*) FROM jobs r
                         WHERE r.repo_url = q.repo_url AND r.status IN ('scheduled', 'running')) < $1::int8)
                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",

@@ -181,7 +181,7 @@ impl JobStore for SqliteJobStore {
         // shorter; the bound only guards against a queue that refills faster than we claim.
         for _ in 0..1000 {
             let row = sqlx::query(
-                "SELECT body, git_token FROM jobs q WHERE status = 'queued'
+                "SELECT body, git_token FROM jobs q WHERE status = 'queued' AND owner IS NULL
                    AND (? IS NULL OR q.repo_url IS NULL OR (SELECT COUNT(*) FROM jobs r
                         WHERE r.repo_url = q.repo_url AND r.status IN ('scheduled', 'running')) < ?)
                  ORDER BY created_at, id LIMIT 1",
@@ -194,7 +194,7 @@ impl JobStore for SqliteJobStore {
             let Some(row) = row else { return Ok(None) };
             let job = Self::decode(&row)?;
             let next = job.transition(&StatusChange::to(JobStatus::Scheduled), terms.now).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let res = sqlx::query("UPDATE jobs SET status = ?, body = ?, owner = ?, lease_until = ? WHERE id = ? AND status = 'queued'")
+            let res = sqlx::query("UPDATE jobs SET status = ?, body = ?, owner = ?, lease_until = ? WHERE id = ? AND status = 'queued' AND owner IS NULL")
                 .bind(next.status.as_str())
                 .bind(body(&next)?)
                 .bind(terms.owner)
