@@ -75,6 +75,16 @@ enum KillReason {
     Shutdown,
 }
 
+/// The handles of one supervised job.
+#[derive(Clone, Default)]
+struct Supervision {
+    /// Stops the worker (cancel, shutdown, the job ended elsewhere).
+    cancel: CancellationToken,
+    /// Set when another instance took the job over: from then on this one writes nothing of
+    /// the job's, not even the output its stopping worker still prints.
+    lost: CancellationToken,
+}
+
 pub struct JobManager {
     store: Arc<dyn JobStore>,
     bus: Arc<dyn EventBus>,
@@ -82,7 +92,7 @@ pub struct JobManager {
     config: ManagerConfig,
     wake: Notify,
     /// Cancel tokens of the jobs this process supervises.
-    supervised: Mutex<HashMap<JobId, CancellationToken>>,
+    supervised: Mutex<HashMap<JobId, Supervision>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     /// Heartbeat state (see [`cluster`]).
@@ -221,8 +231,8 @@ impl JobManager {
                 self.bus.append(id, AgentEvent::status(JobStatus::Cancelled, next.failure_reason.clone(), None)).await?;
                 self.notify(&next).await;
                 self.release(id).await;
-            } else if let Some(token) = self.supervised.lock().expect("poisoned").get(&id) {
-                token.cancel();
+            } else if let Some(s) = self.supervised.lock().expect("poisoned").get(&id) {
+                s.cancel.cancel();
             }
             return Ok(next);
         }
@@ -304,12 +314,12 @@ impl JobManager {
     }
 
     fn spawn_supervisor(self: Arc<Self>, job: Job, adopted: Option<crate::scheduler::StartedWorker>) {
-        let token = self.shutdown.child_token();
-        self.supervised.lock().expect("poisoned").insert(job.id, token.clone());
+        let handles = Supervision { cancel: self.shutdown.child_token(), lost: CancellationToken::new() };
+        self.supervised.lock().expect("poisoned").insert(job.id, handles.clone());
         let this = self.clone();
         self.tasks.spawn(async move {
             let id = job.id;
-            if let Err(e) = this.supervise(job, adopted, token).await {
+            if let Err(e) = this.supervise(job, adopted, handles).await {
                 tracing::error!(job_id = %id, "supervisor failed: {e}");
             }
             this.supervised.lock().expect("poisoned").remove(&id);
@@ -318,8 +328,9 @@ impl JobManager {
     }
 
     /// Runs one claimed job to its end.
-    async fn supervise(&self, job: Job, adopted: Option<crate::scheduler::StartedWorker>, cancel: CancellationToken) -> Result<(), ManagerError> {
+    async fn supervise(&self, job: Job, adopted: Option<crate::scheduler::StartedWorker>, handles: Supervision) -> Result<(), ManagerError> {
         let id = job.id;
+        let Supervision { cancel, lost } = handles;
         let worker = match adopted {
             Some(w) => w,
             None => {
@@ -344,13 +355,17 @@ impl JobManager {
                 self.notify(&running).await;
             } else {
                 // Cancelled while starting, or the claim was taken over (our lease ran out):
-                // either way this worker must not run; `finish` leaves a taken-over job alone.
+                // either way this worker must not run; `finish` leaves a taken-over job alone,
+                // and nothing the worker prints is written to a stream that is not ours.
+                if !self.owns(id).await.unwrap_or(true) {
+                    lost.cancel();
+                }
                 cancel.cancel();
             }
         }
         let mut pump = worker.output.map(|out| {
             let bus = self.bus.clone();
-            tokio::spawn(async move { pump_output(bus, id, out).await })
+            tokio::spawn(async move { pump_output(bus, id, out, lost).await })
         });
         let deadline = job.started_at.map_or(OffsetDateTime::now_utc(), |s| s)
             + Duration::from_secs(job.timeout_seconds as u64)
@@ -467,8 +482,13 @@ fn class_of_exit(code: i32) -> FailureClass {
 
 /// Copies a worker's event lines into the bus. Workers may not write `status` events: those
 /// are the backend's, so one coming from a worker is kept as `raw`.
-async fn pump_output(bus: Arc<dyn EventBus>, id: JobId, mut out: futures::stream::BoxStream<'static, String>) {
+async fn pump_output(bus: Arc<dyn EventBus>, id: JobId, mut out: futures::stream::BoxStream<'static, String>, lost: CancellationToken) {
     while let Some(line) = out.next().await {
+        if lost.is_cancelled() {
+            // Another instance owns the job now; its stream is not ours to write. Keep reading
+            // so the worker is never blocked on a full pipe while it stops.
+            continue;
+        }
         let event = match AgentEvent::from_json_line(&line) {
             AgentEvent::Status { .. } => AgentEvent::Raw { source: Some("worker".into()), data: serde_json::Value::String(line) },
             e => e,

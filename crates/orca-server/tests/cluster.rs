@@ -348,3 +348,40 @@ async fn a_cancel_cut_short_by_a_crash_is_finished_by_the_reaper() {
     b.stop().await;
     sh.done().await;
 }
+
+/// An instance whose lease was taken over while its worker runs (it was too slow to renew)
+/// stops that worker and writes nothing more of the job's: not even the worker's last words
+/// as it stops, which belong to nobody's stream now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_that_lost_its_lease_writes_nothing_more() {
+    use sqlx::Connection;
+    let Some(sh) = Shared::new("lost lease").await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = sh.instance(dir.path(), "slow-a", &[]).await;
+    let id = a.submit(json!({"prompt": "long", "config": {"echoSteps": 200, "echoDelayMs": 100}})).await;
+    a.wait_status(&id, |s| s == "running", Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Another instance "takes the job over" (as its reaper would after a missed heartbeat).
+    let mut pg = sqlx::PgConnection::connect(&sh.db.url).await.unwrap();
+    sqlx::query("UPDATE jobs SET owner = 'thief', lease_until = now() + interval '1 hour' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&mut pg)
+        .await
+        .unwrap();
+    // slow-a notices within a third of its 2 s lease, stops the worker (SIGTERM) and goes quiet.
+    let t = Instant::now();
+    while worker_alive(&id) {
+        assert!(t.elapsed() < Duration::from_secs(15), "slow-a stopped the worker it no longer owns");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = a.get(&format!("/api/v1/jobs/{id}/events?limit=1000")).await.1["events"].as_array().unwrap().clone();
+    let words: Vec<&Value> = events.iter().filter(|e| e["message"].as_str().is_some_and(|m| m.contains("worker received SIGTERM"))).collect();
+    assert!(words.is_empty(), "the stopping worker's last words were not written: {words:?}");
+    assert!(events.iter().all(|e| e["type"] != "status" || e["status"] != "failed"), "nor an end for a job it does not own");
+    let job = a.job(&id).await;
+    assert_eq!(job["status"], "running", "the job is the thief's to finish");
+    a.stop().await;
+    pg.close().await.unwrap();
+    sh.done().await;
+}

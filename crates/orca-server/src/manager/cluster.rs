@@ -106,8 +106,16 @@ impl JobManager {
     }
 
     fn stop_supervised(&self, id: JobId) {
-        if let Some(token) = self.supervised.lock().expect("poisoned").get(&id) {
-            token.cancel();
+        if let Some(s) = self.supervised.lock().expect("poisoned").get(&id) {
+            s.cancel.cancel();
+        }
+    }
+
+    /// Stops the worker of a job another instance took over, and stops writing its events.
+    fn lose_supervised(&self, id: JobId) {
+        if let Some(s) = self.supervised.lock().expect("poisoned").get(&id) {
+            s.lost.cancel();
+            s.cancel.cancel();
         }
     }
 
@@ -161,7 +169,7 @@ impl JobManager {
                         let requeued = matches!(self.store.get(*id).await, Ok(Some(j)) if j.status == JobStatus::Queued);
                         if requeued || holder.as_deref().is_some_and(|h| h != self.instance_id()) {
                             tracing::warn!(job_id = %id, holder = ?holder, "lost the job's lease to another instance; stopping its worker");
-                            self.stop_supervised(*id);
+                            self.lose_supervised(*id);
                         }
                     }
                 }
