@@ -8,6 +8,7 @@
 //! part overlap but never leave a gap. A subscriber that lags behind the channel's buffer
 //! falls back to reading the rows it missed.
 
+use super::follow::{OnClose, replay_then_live};
 use super::{BusError, EventBus, EventStream};
 use async_trait::async_trait;
 use orca_core::{AgentEvent, EVENT_SCHEMA_VERSION, EventId, EventRecord, JobId};
@@ -21,7 +22,6 @@ use tokio::sync::{Mutex, broadcast};
 /// Live records buffered per job before a slow subscriber must re-read from disk.
 const CHANNEL_CAPACITY: usize = 1024;
 /// Rows fetched per replay query.
-const REPLAY_BATCH: usize = 500;
 
 struct JobChannel {
     /// Last id written, or `None` before it was loaded from disk.
@@ -196,47 +196,17 @@ fn follow(
 ) -> impl futures::Stream<Item = Result<EventRecord, BusError>> + Send + 'static {
     async_stream::try_stream! {
         let mut guard = Release(inner.clone(), job, Some(rx));
-        let mut sent = after;
         // A finished job's stream has nothing after its terminal event: end at once.
         if let Some(last) = inner.last(job).await? {
             if last.event.is_terminal() && last.id <= after {
                 return;
             }
         }
-        'outer: loop {
-            // Replay (and catch up after lagging) from disk.
-            loop {
-                let batch = inner.read(job, sent, REPLAY_BATCH).await?;
-                let n = batch.len();
-                for rec in batch {
-                    sent = rec.id;
-                    let end = rec.event.is_terminal();
-                    yield rec;
-                    if end {
-                        break 'outer;
-                    }
-                }
-                if n < REPLAY_BATCH {
-                    break;
-                }
-            }
-            let rx = guard.2.as_mut().expect("receiver held until drop");
-            loop {
-                match rx.recv().await {
-                    Ok(rec) if rec.id <= sent => continue,
-                    Ok(rec) if rec.id == sent + 1 => {
-                        sent = rec.id;
-                        let end = rec.event.is_terminal();
-                        yield rec;
-                        if end {
-                            break 'outer;
-                        }
-                    }
-                    // A gap (cannot happen while appends hold the lock) or lag: fill from disk.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue 'outer,
-                    Err(broadcast::error::RecvError::Closed) => break 'outer,
-                }
-            }
+        let store: &Inner = &inner;
+        let events = replay_then_live(move |from, n| store.read(job, from, n), after, guard.2.as_mut(), OnClose::End);
+        futures::pin_mut!(events);
+        while let Some(rec) = futures::StreamExt::next(&mut events).await {
+            yield rec?;
         }
     }
 }

@@ -10,6 +10,7 @@
 //! and ends after the terminal status event.
 
 pub mod embedded;
+mod follow;
 pub mod redis;
 
 use async_trait::async_trait;

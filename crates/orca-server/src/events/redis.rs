@@ -23,6 +23,7 @@
 
 mod feed;
 
+use super::follow::{OnClose, replay_then_live};
 use super::{BusError, EventBus, EventStream};
 use crate::config::RedisEvents;
 use crate::retry::{backoff, backoff_for, redis_transient};
@@ -40,7 +41,6 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast};
 
 /// Entries fetched per replay query.
-const REPLAY_BATCH: usize = 500;
 /// How long start-up waits for Redis to answer.
 const CONNECT_BUDGET: Duration = Duration::from_secs(30);
 /// Per-job writer records kept in memory before idle ones are dropped.
@@ -294,50 +294,17 @@ fn follow(
         if done {
             return;
         }
-        let mut sent = after;
         let (_feed, mut rx) = match feed {
             Some((f, rx)) => (Some(f), Some(rx)),
             None => (None, None),
         };
-        'outer: loop {
-            loop {
-                let batch = inner.read(job, sent, REPLAY_BATCH).await?;
-                let n = batch.len();
-                for rec in batch {
-                    sent = rec.id;
-                    let end = rec.event.is_terminal();
-                    yield rec;
-                    if end {
-                        break 'outer;
-                    }
-                }
-                if n < REPLAY_BATCH {
-                    break;
-                }
-            }
-            let Some(rx) = rx.as_mut() else {
-                // A finished job whose stored events end without the terminal one (trimmed
-                // or expired): nothing more will come.
-                break 'outer;
-            };
-            loop {
-                match rx.recv().await {
-                    Ok(rec) if rec.id <= sent => continue,
-                    Ok(rec) if rec.id == sent + 1 => {
-                        sent = rec.id;
-                        let end = rec.event.is_terminal();
-                        yield rec;
-                        if end {
-                            break 'outer;
-                        }
-                    }
-                    // A gap (we lagged, or entries were trimmed): read what is stored.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue 'outer,
-                    Err(broadcast::error::RecvError::Closed) => {
-                        Err(BusError::Unavailable("the job's event reader stopped".into()))?;
-                    }
-                }
-            }
+        // Without a feed: a finished job whose stored events end without the terminal one
+        // (trimmed or expired); nothing more will come.
+        let store: &Inner = &inner;
+        let events = replay_then_live(move |from, n| store.read(job, from, n), after, rx.as_mut(), OnClose::Fail("the job's event reader stopped"));
+        futures::pin_mut!(events);
+        while let Some(rec) = futures::StreamExt::next(&mut events).await {
+            yield rec?;
         }
     }
 }
