@@ -232,12 +232,14 @@ pub fn check_repo_url(u: &str) -> Result<(), String> {
         };
     }
     // scp-like syntax: user@host:path (git treats it as ssh when the part before ':' has no '/').
-    if let Some((user_host, path)) = u.split_once(':') {
-        if let Some((user, host)) = user_host.split_once('@') {
-            if !user.is_empty() && !host.is_empty() && !host.contains('/') && !path.is_empty() {
-                return Ok(());
-            }
-        }
+    if let Some((user_host, path)) = u.split_once(':')
+        && let Some((user, host)) = user_host.split_once('@')
+        && !user.is_empty()
+        && !host.is_empty()
+        && !host.contains('/')
+        && !path.is_empty()
+    {
+        return Ok(());
     }
     Err(EXPECTED.into())
 }

@@ -109,16 +109,17 @@ async fn deliveries_are_signed_retried_and_recorded() {
     let id = s.submit(json!({"prompt": "notify me", "webhookUrl": url, "config": {"echoSteps": 1, "echoDelayMs": 0}})).await;
     s.wait_terminal(&id).await;
     wait_for(|| rx.lock().unwrap().accepted.len() == 2, Duration::from_secs(30), "two accepted deliveries").await;
-    let r = rx.lock().unwrap();
-    assert!(r.log.iter().all(|(_, _, ok)| *ok), "every request carried a valid signature");
-    let mut types: Vec<&str> = r.accepted.values().map(|v| v["type"].as_str().unwrap()).collect();
-    types.sort();
-    assert_eq!(types, ["job.started", "job.succeeded"]);
-    let done = r.accepted.values().find(|v| v["type"] == "job.succeeded").unwrap();
-    assert_eq!(done["job"]["id"], id.as_str());
-    assert_eq!(done["job"]["status"], "succeeded");
-    assert_eq!(r.log.len(), 5, "3 failures then 2 successes, no duplicate after success: {:?}", r.log);
-    drop(r);
+    {
+        let r = rx.lock().unwrap();
+        assert!(r.log.iter().all(|(_, _, ok)| *ok), "every request carried a valid signature");
+        let mut types: Vec<&str> = r.accepted.values().map(|v| v["type"].as_str().unwrap()).collect();
+        types.sort();
+        assert_eq!(types, ["job.started", "job.succeeded"]);
+        let done = r.accepted.values().find(|v| v["type"] == "job.succeeded").unwrap();
+        assert_eq!(done["job"]["id"], id.as_str());
+        assert_eq!(done["job"]["status"], "succeeded");
+        assert_eq!(r.log.len(), 5, "3 failures then 2 successes, no duplicate after success: {:?}", r.log);
+    }
     let (st, hooks) = s.get(&format!("/api/v1/jobs/{id}/webhooks")).await;
     assert_eq!(st, 200);
     let ds = hooks["deliveries"].as_array().unwrap();

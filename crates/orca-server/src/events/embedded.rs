@@ -21,7 +21,6 @@ use tokio::sync::{Mutex, broadcast};
 
 /// Live records buffered per job before a slow subscriber must re-read from disk.
 const CHANNEL_CAPACITY: usize = 1024;
-/// Rows fetched per replay query.
 
 struct JobChannel {
     /// Last id written, or `None` before it was loaded from disk.

@@ -40,7 +40,6 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, broadcast};
 
-/// Entries fetched per replay query.
 /// How long start-up waits for Redis to answer.
 const CONNECT_BUDGET: Duration = Duration::from_secs(30);
 /// Per-job writer records kept in memory before idle ones are dropped.
