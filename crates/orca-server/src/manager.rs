@@ -76,7 +76,7 @@ enum KillReason {
 }
 
 /// The handles of one supervised job.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Supervision {
     /// Stops the worker (cancel, shutdown, the job ended elsewhere).
     cancel: CancellationToken,
@@ -91,7 +91,7 @@ pub struct JobManager {
     scheduler: Arc<dyn Scheduler>,
     config: ManagerConfig,
     wake: Notify,
-    /// Cancel tokens of the jobs this process supervises.
+    /// The jobs this process supervises.
     supervised: Mutex<HashMap<JobId, Supervision>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,

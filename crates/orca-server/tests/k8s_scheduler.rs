@@ -25,7 +25,6 @@ fn settings() -> Settings {
         image: "orca-worker:latest".into(),
         limits: LimitsPolicy::default(),
         stop_grace: Duration::from_secs(2),
-        worker_redis_url: None,
         worker_redis_env: vec![],
         agent_env: Vec::new(),
         creds_claim: DEFAULT_CREDS_CLAIM.into(),

@@ -136,6 +136,43 @@ impl Inner {
         self.writers.lock().expect("writers poisoned").remove(&job);
     }
 
+    /// Appends each event as its job's first one, if the job has none yet (the script with
+    /// `first`), in one pipeline: one write and one read for the whole batch. Returns the
+    /// timestamp given to them and, per item, its event id or -1 (the job had events).
+    ///
+    /// No writer record: a retry whose first attempt landed finds the job no longer empty and
+    /// answers -1, which is true enough (the event is there, written once).
+    async fn append_firsts(&self, items: &[(JobId, AgentEvent)]) -> Result<(OffsetDateTime, Vec<i64>), BusError> {
+        let (timestamp, micros) = now_micros();
+        if items.is_empty() {
+            return Ok((timestamp, vec![]));
+        }
+        let mut pipe = ::redis::pipe();
+        for (job, event) in items {
+            let keys = self.keys(*job);
+            let body = serde_json::to_string(event).map_err(|e| BusError::Corrupt(e.to_string()))?;
+            pipe.cmd("EVALSHA").arg(self.script.get_hash()).arg(3).arg(&keys.events).arg(&keys.seq).arg(&keys.writers);
+            pipe.arg(&body).arg(micros).arg(self.settings.maxlen).arg("").arg(0).arg(0).arg("first");
+        }
+        let send = || async {
+            match pipe.query_async::<Vec<i64>>(&mut self.conn.clone()).await {
+                Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
+                    // Redis restarted and forgot the script: load it, then send again.
+                    self.script.prepare_invoke().load_async(&mut self.conn.clone()).await?;
+                    pipe.query_async::<Vec<i64>>(&mut self.conn.clone()).await
+                }
+                other => other,
+            }
+        };
+        let ids = send
+            .retry(backoff())
+            .when(redis_transient)
+            .notify(|e, d| tracing::warn!("Redis append: {e}; retrying in {d:?}"))
+            .await
+            .map_err(unavailable)?;
+        Ok((timestamp, ids))
+    }
+
     /// Runs a read command, retrying while Redis is unreachable.
     async fn range(&self, cmd: &::redis::Cmd) -> Result<StreamRangeReply, BusError> {
         (|| async { cmd.query_async::<StreamRangeReply>(&mut self.conn.clone()).await })
@@ -211,50 +248,14 @@ impl EventBus for RedisEventBus {
     }
 
     async fn append_first(&self, job: JobId, event: AgentEvent) -> Result<Option<EventRecord>, BusError> {
-        let inner = &self.inner;
-        let keys = inner.keys(job);
-        let (timestamp, micros) = now_micros();
-        let body = serde_json::to_string(&event).map_err(|e| BusError::Corrupt(e.to_string()))?;
-        let mut call = inner.script.prepare_invoke();
-        call.key(&keys.events).key(&keys.seq).key(&keys.writers);
-        // No writer record: a retry whose first attempt landed finds the job no longer empty
-        // and answers `None`, which is true enough (the event is there, written once).
-        call.arg(&body).arg(micros).arg(inner.settings.maxlen).arg("").arg(0).arg(0).arg("first");
-        let id: i64 = (|| async { call.invoke_async(&mut inner.conn.clone()).await })
-            .retry(backoff())
-            .when(redis_transient)
-            .notify(|e, d| tracing::warn!(job_id = %job, "Redis append: {e}; retrying in {d:?}"))
-            .await
-            .map_err(unavailable)?;
-        Ok((id > 0).then(|| EventRecord { id: id as EventId, job_id: job, timestamp, v: EVENT_SCHEMA_VERSION, event }))
+        let items = [(job, event)];
+        let (timestamp, ids) = self.inner.append_firsts(&items).await?;
+        let [(_, event)] = items;
+        Ok(ids.first().filter(|id| **id > 0).map(|id| EventRecord { id: *id as EventId, job_id: job, timestamp, v: EVENT_SCHEMA_VERSION, event }))
     }
 
-    /// One pipeline of script calls: one write and one read for the whole batch.
     async fn append_first_many(&self, items: &[(JobId, AgentEvent)]) -> Result<(), BusError> {
-        let inner = &self.inner;
-        let (_, micros) = now_micros();
-        let mut pipe = ::redis::pipe();
-        for (job, event) in items {
-            let keys = inner.keys(*job);
-            let body = serde_json::to_string(event).map_err(|e| BusError::Corrupt(e.to_string()))?;
-            pipe.cmd("EVALSHA").arg(inner.script.get_hash()).arg(3).arg(&keys.events).arg(&keys.seq).arg(&keys.writers);
-            pipe.arg(&body).arg(micros).arg(inner.settings.maxlen).arg("").arg(0).arg(0).arg("first").ignore();
-        }
-        let send = || async {
-            match pipe.query_async::<()>(&mut inner.conn.clone()).await {
-                Err(e) if e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript) => {
-                    // Redis restarted and forgot the script: load it, then send again.
-                    inner.script.prepare_invoke().load_async(&mut inner.conn.clone()).await?;
-                    pipe.query_async::<()>(&mut inner.conn.clone()).await
-                }
-                other => other,
-            }
-        };
-        send.retry(backoff())
-            .when(redis_transient)
-            .notify(|e, d| tracing::warn!("Redis append: {e}; retrying in {d:?}"))
-            .await
-            .map_err(unavailable)
+        self.inner.append_firsts(items).await.map(drop)
     }
 
     async fn read(&self, job: JobId, after: EventId, limit: usize) -> Result<Vec<EventRecord>, BusError> {

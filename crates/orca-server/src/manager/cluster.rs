@@ -105,16 +105,13 @@ impl JobManager {
         self.supervised.lock().expect("poisoned").keys().copied().collect()
     }
 
-    fn stop_supervised(&self, id: JobId) {
+    /// Stops the worker of a supervised job; with `lost` (another instance took the job over),
+    /// also stops writing its events.
+    fn stop_supervised(&self, id: JobId, lost: bool) {
         if let Some(s) = self.supervised.lock().expect("poisoned").get(&id) {
-            s.cancel.cancel();
-        }
-    }
-
-    /// Stops the worker of a job another instance took over, and stops writing its events.
-    fn lose_supervised(&self, id: JobId) {
-        if let Some(s) = self.supervised.lock().expect("poisoned").get(&id) {
-            s.lost.cancel();
+            if lost {
+                s.lost.cancel();
+            }
             s.cancel.cancel();
         }
     }
@@ -136,7 +133,7 @@ impl JobManager {
                     Ok(statuses) => {
                         for (id, status) in statuses.into_iter().filter(|(_, s)| s.is_terminal()) {
                             tracing::info!(job_id = %id, %status, "job ended elsewhere (e.g. cancelled through another instance); stopping its worker");
-                            self.stop_supervised(id);
+                            self.stop_supervised(id, false);
                         }
                     }
                     Err(e) => tracing::warn!("cannot poll job statuses: {e}"),
@@ -169,7 +166,7 @@ impl JobManager {
                         let requeued = matches!(self.store.get(*id).await, Ok(Some(j)) if j.status == JobStatus::Queued);
                         if requeued || holder.as_deref().is_some_and(|h| h != self.instance_id()) {
                             tracing::warn!(job_id = %id, holder = ?holder, "lost the job's lease to another instance; stopping its worker");
-                            self.lose_supervised(*id);
+                            self.stop_supervised(*id, true);
                         }
                     }
                 }

@@ -33,7 +33,7 @@ pub(super) struct Announcements {
 }
 
 /// The first event of `job`: `queued`, with the job it retries as the reason.
-pub fn queued_event(job: &Job) -> AgentEvent {
+fn queued_event(job: &Job) -> AgentEvent {
     AgentEvent::status(JobStatus::Queued, job.retry_of.map(|r| format!("retry of {r}")), None)
 }
 

@@ -53,9 +53,14 @@ pub struct PgJobStore {
 /// Writer tasks of the insert batcher (each holds at most one connection at a time).
 const INSERT_WRITERS: usize = 2;
 
+/// DATABASE_URL as connection options, naming the application `orca`.
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    Ok(PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("bad DATABASE_URL: {e}")))?.application_name("orca"))
+}
+
 /// Opens a pool of at most `pool_size` connections, waiting (bounded) for the server to come up.
 pub async fn connect(url: &str, pool_size: u32) -> Result<PgPool, StoreError> {
-    let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("bad DATABASE_URL: {e}")))?;
+    let opts = connect_options(url)?;
     let pool = PgPoolOptions::new()
         .max_connections(pool_size)
         .min_connections(0)
@@ -64,7 +69,7 @@ pub async fn connect(url: &str, pool_size: u32) -> Result<PgPool, StoreError> {
         // No ping before each use (a round trip per query): a dead connection fails its query
         // with an I/O error, which is retried on a fresh one.
         .test_before_acquire(false)
-        .connect_lazy_with(opts.application_name("orca"));
+        .connect_lazy_with(opts);
     (|| async { sqlx::query("SELECT 1").execute(&pool).await })
         .retry(backoff_for(CONNECT_BUDGET))
         .when(sqlx_transient)
@@ -85,8 +90,7 @@ impl PgJobStore {
         let pool = connect(url, pool_size).await?;
         migrate(&pool).await?;
         let lease_pool = connect(url, LEASE_POOL_SIZE).await?;
-        let opts = PgConnectOptions::from_str(url).map_err(|e| StoreError::Unavailable(format!("bad DATABASE_URL: {e}")))?.application_name("orca");
-        let inserts = batch::Batcher::start(pool.clone(), opts, INSERT_WRITERS);
+        let inserts = batch::Batcher::start(pool.clone(), connect_options(url)?, INSERT_WRITERS);
         Ok(Self { pool, lease_pool, inserts })
     }
 
@@ -155,6 +159,14 @@ where
     .await
 }
 
+/// One job by id, retrying while the database is unreachable.
+async fn fetch(pool: &PgPool, id: JobId) -> Result<Option<Job>, StoreError> {
+    let row = retrying(&AtomicU32::new(0), || sqlx::query("SELECT body, git_token FROM jobs WHERE id = $1").bind(id.0).fetch_optional(pool))
+        .await
+        .map_err(unavailable)?;
+    row.as_ref().map(PgJobStore::decode).transpose()
+}
+
 /// The statement inserting one job.
 fn single_insert(job: &Job) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
     sqlx::query("INSERT INTO jobs (id, status, agent_type, repo_url, created_at, body, git_token) VALUES ($1, $2, $3, $4, $5, $6, $7)")
@@ -176,15 +188,8 @@ async fn insert_one(pool: &PgPool, job: &Job, maybe_applied: bool) -> Result<(),
     match res {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            if maybe_applied || tries.load(Ordering::Relaxed) > 1 {
-                let stored = retrying(&AtomicU32::new(0), || {
-                    sqlx::query("SELECT body, git_token FROM jobs WHERE id = $1").bind(job.id.0).fetch_optional(pool)
-                })
-                .await
-                .map_err(unavailable)?;
-                if stored.as_ref().map(PgJobStore::decode).transpose()?.as_ref() == Some(job) {
-                    return Ok(());
-                }
+            if (maybe_applied || tries.load(Ordering::Relaxed) > 1) && fetch(pool, job.id).await?.as_ref() == Some(job) {
+                return Ok(());
             }
             Err(StoreError::Duplicate(job.id))
         }
@@ -231,10 +236,7 @@ impl JobStore for PgJobStore {
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let row = self
-            .run(|| sqlx::query("SELECT body, git_token FROM jobs WHERE id = $1").bind(id.0).fetch_optional(&self.pool))
-            .await?;
-        row.as_ref().map(Self::decode).transpose()
+        fetch(&self.pool, id).await
     }
 
     async fn list(&self, f: &JobFilter) -> Result<JobPage, StoreError> {

@@ -56,6 +56,26 @@ impl SqliteJobStore {
         job.config.git_token = token.map(Secret::new);
         Ok(job)
     }
+
+    /// Stores `job` if its row is still in status `expected` (and leased to `owner`, if given;
+    /// with `lease`: held by nobody, and leased to `lease.owner` by the same statement).
+    async fn compare_and_set(&self, job: &Job, expected: JobStatus, owner: Option<&str>, lease: Option<&LeaseTerms<'_>>) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE jobs SET status = ?1, body = ?2, owner = COALESCE(?6, owner), lease_until = COALESCE(?7, lease_until)
+             WHERE id = ?3 AND status = ?4 AND (?5 IS NULL OR owner = ?5) AND (?6 IS NULL OR owner IS NULL)",
+        )
+        .bind(job.status.as_str())
+        .bind(body(job)?)
+        .bind(job.id.to_string())
+        .bind(expected.as_str())
+        .bind(owner)
+        .bind(lease.map(|l| l.owner))
+        .bind(lease.map(|l| micros(l.until)))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(res.rows_affected() == 1)
+    }
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -91,28 +111,6 @@ fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &JobFilter) {
     }
     if let Some(s) = f.since {
         q.push(" AND created_at >= ").push_bind(micros(s));
-    }
-}
-
-impl SqliteJobStore {
-    /// Stores `job` if its row is still in status `expected` (and leased to `owner`, if given;
-    /// with `lease`: held by nobody, and leased to `lease.owner` by the same statement).
-    async fn compare_and_set(&self, job: &Job, expected: JobStatus, owner: Option<&str>, lease: Option<&LeaseTerms<'_>>) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "UPDATE jobs SET status = ?1, body = ?2, owner = COALESCE(?6, owner), lease_until = COALESCE(?7, lease_until)
-             WHERE id = ?3 AND status = ?4 AND (?5 IS NULL OR owner = ?5) AND (?6 IS NULL OR owner IS NULL)",
-        )
-        .bind(job.status.as_str())
-        .bind(body(job)?)
-        .bind(job.id.to_string())
-        .bind(expected.as_str())
-        .bind(owner)
-        .bind(lease.map(|l| l.owner))
-        .bind(lease.map(|l| micros(l.until)))
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(res.rows_affected() == 1)
     }
 }
 

@@ -89,11 +89,10 @@ pub struct Settings {
     pub limits: LimitsPolicy,
     /// The pods' `terminationGracePeriodSeconds` (`ORCA_STOP_GRACE_SECONDS`).
     pub stop_grace: Duration,
-    /// `REDIS_URL` as workers reach it, when they write their events to Redis themselves;
-    /// `None`: their stdout events are read from the pod log.
-    pub worker_redis_url: Option<String>,
-    /// What else a worker writing to Redis needs to write where this backend reads
-    /// (`ORCA_REDIS_PREFIX`, `ORCA_EVENTS_MAXLEN`); empty unless the bus is Redis.
+    /// When workers write their events to Redis themselves (`ORCA_WORKER_REDIS_URL`): their
+    /// `REDIS_URL` as they reach it, and (with the Redis bus) `ORCA_REDIS_PREFIX` and
+    /// `ORCA_EVENTS_MAXLEN`, so they write where this backend reads. Empty: their stdout events
+    /// are read from the pod log.
     pub worker_redis_env: Vec<(String, String)>,
     /// Model keys and endpoints handed to each worker (secret ones through the job's Secret).
     pub agent_env: Vec<(String, Secret)>,
@@ -113,12 +112,12 @@ impl Settings {
             image: c.sandbox.docker.image.clone(),
             limits: c.sandbox.limits,
             stop_grace: c.stop_grace,
-            worker_redis_url: c.k8s.worker_redis_url.as_ref().map(|u| u.expose().to_owned()),
             worker_redis_env: match (&c.events, &c.k8s.worker_redis_url) {
+                (_, None) => vec![],
                 (crate::config::EventsBackend::Redis(r), Some(url)) => {
-                    crate::events::redis::worker_env(r, url.expose()).into_iter().filter(|(k, _)| *k != "REDIS_URL").map(|(k, v)| (k.to_owned(), v)).collect()
+                    crate::events::redis::worker_env(r, url.expose()).into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
                 }
-                _ => vec![],
+                (_, Some(url)) => vec![("REDIS_URL".to_owned(), url.expose().to_owned())],
             },
             agent_env: c.agent_env.vars().iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
             creds_claim: c.sandbox.docker.creds_volume.clone(),
@@ -185,9 +184,10 @@ impl K8sScheduler {
             cursor: Arc::new(Mutex::new(None)),
         };
         tokio::spawn(watch::run(ctx.clone(), ready_tx, exit_tx.clone()));
-        let output = match self.settings.worker_redis_url {
-            Some(_) => None,
-            None => Some(logs::stream(ctx.clone(), ready_rx, exit_rx.clone(), resume)),
+        let output = if self.settings.worker_redis_env.is_empty() {
+            Some(logs::stream(ctx.clone(), ready_rx, exit_rx.clone(), resume))
+        } else {
+            None
         };
         let mut rx = exit_rx.clone();
         let exit = Box::pin(async move {

@@ -84,10 +84,7 @@ pub fn has_claude_key(s: &Settings) -> bool {
 fn split_env(spec: &WorkerSpec, s: &Settings) -> (Vec<(String, String)>, BTreeMap<String, String>) {
     let mut all: Vec<(String, String)> = spec.env(WORK_DIR).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     all.push(("HOME".into(), HOME_DIR.into()));
-    if let Some(url) = &s.worker_redis_url {
-        all.push(("REDIS_URL".into(), url.clone()));
-        all.extend(s.worker_redis_env.iter().cloned());
-    }
+    all.extend(s.worker_redis_env.iter().cloned());
     // Model keys and endpoints; CLI locations are the image's business.
     all.extend(s.agent_env.iter().filter(|(k, _)| !k.ends_with("_BIN")).map(|(k, v)| (k.clone(), v.expose().to_owned())));
     let (mut plain, mut secret) = (Vec::new(), BTreeMap::new());

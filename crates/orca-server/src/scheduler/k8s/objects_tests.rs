@@ -29,7 +29,6 @@ pub(crate) fn settings() -> Settings {
         image: "orca-worker:latest".into(),
         limits: LimitsPolicy::default(),
         stop_grace: Duration::from_secs(10),
-        worker_redis_url: None,
         worker_redis_env: vec![],
         agent_env: Vec::new(),
         creds_claim: DEFAULT_CREDS_CLAIM.into(),
@@ -151,8 +150,11 @@ fn job_with_secrets_references_them_and_never_holds_them() {
 #[test]
 fn job_without_secrets_or_creds() {
     let mut s = settings();
-    s.worker_redis_url = Some("redis://redis.orca.svc:6379".into());
-    s.worker_redis_env = vec![("ORCA_REDIS_PREFIX".into(), "team-a".into()), ("ORCA_EVENTS_MAXLEN".into(), "500".into())];
+    s.worker_redis_env = vec![
+        ("REDIS_URL".into(), "redis://redis.orca.svc:6379".into()),
+        ("ORCA_REDIS_PREFIX".into(), "team-a".into()),
+        ("ORCA_EVENTS_MAXLEN".into(), "500".into()),
+    ];
     assert!(!has_claude_key(&s));
     let job = worker_job(&spec(None), &s, &plan(false));
     let env = plain_env(&[("REDIS_URL", "redis://redis.orca.svc:6379"), ("ORCA_REDIS_PREFIX", "team-a"), ("ORCA_EVENTS_MAXLEN", "500")]);

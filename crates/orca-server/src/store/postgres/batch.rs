@@ -42,7 +42,7 @@ struct Pending {
 pub struct Batcher {
     pool: PgPool,
     queue: mpsc::Sender<Pending>,
-    in_flight: Arc<AtomicUsize>,
+    in_flight: AtomicUsize,
     /// The lone insert's own connection, opened on first use.
     lone: Mutex<Option<PgConnection>>,
     connect: PgConnectOptions,
@@ -56,13 +56,13 @@ impl Batcher {
         for _ in 0..writers.max(1) {
             tokio::spawn(writer(pool.clone(), rx.clone()));
         }
-        Batcher { pool, queue, in_flight: Arc::new(AtomicUsize::new(0)), lone: Mutex::new(None), connect }
+        Batcher { pool, queue, in_flight: AtomicUsize::new(0), lone: Mutex::new(None), connect }
     }
 
     /// Inserts one job: at once when nothing else is being inserted, else in the next batch.
     pub async fn insert(&self, job: &Job) -> Result<(), StoreError> {
-        let _guard = InFlight::enter(&self.in_flight);
-        if _guard.alone {
+        let guard = InFlight::enter(&self.in_flight);
+        if guard.alone {
             if let Ok(mut lone) = self.lone.try_lock() {
                 return self.insert_alone(&mut lone, job).await;
             }
@@ -72,9 +72,8 @@ impl Batcher {
         self.queue.send(Pending { job: job.clone(), done }).await.map_err(|_| unavailable("the insert writers stopped"))?;
         answer.await.map_err(|_| unavailable("the insert writer stopped"))?
     }
-}
 
-impl Batcher {
+    /// Inserts on the lone insert's connection (see the module doc).
     async fn insert_alone(&self, lone: &mut Option<PgConnection>, job: &Job) -> Result<(), StoreError> {
         if lone.is_none() {
             match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.connect)).await {
